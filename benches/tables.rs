@@ -1,0 +1,91 @@
+//! Micro-benchmarks of the table path on Adult (median of repeated runs, std timing):
+//! encoder fit, encoder transform, one TVAE training step (batch 500), sampling 50,000 rows.
+//!
+//!     cargo bench --bench tables
+//!
+//! Run on an otherwise idle machine. `scripts/bench-tables.sh` measures the whole commands.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use synthgen::config::{DataConfig, TransformerConfig, TvaeConfig};
+use synthgen::data::{DataTransformer, Schema, Table};
+use synthgen::models::tvae;
+
+fn median(mut f: impl FnMut(), runs: usize) -> Duration {
+    f(); // warm-up
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+fn main() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/adult.csv");
+    let table = Table::read(&path, None).expect("bundled adult.csv");
+    let data = DataConfig {
+        path: path.clone(),
+        separator: None,
+        discrete: vec![],
+        continuous: vec![],
+        ignore: vec![],
+        discrete_max_distinct: 10,
+    };
+    let schema = Schema::infer(&table, &data, Path::new("bench")).expect("schema");
+    let options = TransformerConfig::default();
+    let read = median(|| drop(Table::read(&path, None).unwrap()), 5);
+    println!("read adult.csv            {:>10.4} s", read.as_secs_f64());
+    let fit = median(|| drop(DataTransformer::fit(&table, &schema, &options).unwrap()), 5);
+    println!("encoder fit               {:>10.4} s", fit.as_secs_f64());
+    let transformer = DataTransformer::fit(&table, &schema, &options).unwrap();
+    let transform = median(|| drop(transformer.transform(&table, 1)), 5);
+    println!("encoder transform         {:>10.4} s", transform.as_secs_f64());
+
+    let layout = transformer.layout();
+    let width = layout.width();
+    let encoded = transformer.transform(&table, 1);
+    let n = table.n_rows();
+    let cfg = TvaeConfig::default();
+    let device = Device::flex().autodiff();
+    let data = Tensor::<2>::from_data(TensorData::new(encoded, [n, width]), &device);
+    let mask = Tensor::<1>::from_data(TensorData::new(layout.tanh_mask(), [width]), &device);
+    let mut model = tvae::init(&cfg, width, &device);
+    let mut optim = synthgen::train::tvae::optimizer(&cfg);
+    let idx: Vec<i32> = (0..500).collect();
+    let step = median(
+        || {
+            let idx = Tensor::<1, Int>::from_data(TensorData::new(idx.clone(), [500]), &device);
+            let x = data.clone().select(0, idx);
+            let eps = Tensor::<2>::zeros([500, cfg.embedding_dim], &device);
+            let posterior = model.encoder.forward(x.clone());
+            let recon = model.decoder.forward(posterior.sample(eps));
+            let l = tvae::loss(x, recon, model.decoder.sigma.val(), &posterior, &layout, mask.clone(), 2.0);
+            let grads = GradientsParams::from_grads(l.total.backward(), &model);
+            model = optim.step(1e-3, model.clone(), grads);
+            let _: f32 = l.reconstruction.into_scalar();
+        },
+        20,
+    );
+    println!("TVAE train step (500 rows){:>10.4} s  ({:.3} s per 66-step epoch)", step.as_secs_f64(), step.as_secs_f64() * 66.0);
+
+    let plain = Device::flex();
+    let sampler = model.valid();
+    let sample = median(
+        || {
+            let mut rng = StdRng::seed_from_u64(1);
+            let rows = synthgen::sample::tvae_rows(&sampler, &layout, cfg.embedding_dim, 50_000, 500, &mut rng, &plain, |_| {});
+            drop(transformer.inverse(&rows, 50_000));
+        },
+        5,
+    );
+    println!("TVAE sample 50,000 rows   {:>10.4} s", sample.as_secs_f64());
+}

@@ -1,0 +1,173 @@
+//! Command-line front ends: clap arguments, logging, progress, and errors to exit codes
+//! (0 ok, 1 a problem with the input, 2 a bug).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser};
+use tracing_subscriber::EnvFilter;
+
+use crate::device::DeviceChoice;
+use crate::error::Error;
+use crate::sample::SampleOptions;
+use crate::train::TrainOptions;
+
+/// Shared verbosity flags.
+#[derive(Debug, Args)]
+pub struct Verbosity {
+    /// Only warnings and errors; no progress bar.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Debug logs (per-epoch losses, checkpoints).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// Train a generative model on a table; prints the run directory on stdout.
+#[derive(Debug, Parser)]
+#[command(name = "train", version, about)]
+pub struct TrainArgs {
+    /// TOML config (see configs/).
+    #[arg(long, required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Override [train] epochs (with --resume: the new target).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Name of the run directory (default: <model>-<data>-<UTC time>).
+    #[arg(long, conflicts_with = "resume")]
+    pub run_id: Option<String>,
+    /// Where runs live.
+    #[arg(long, env = "SYNTHGEN_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// auto: a hardware GPU through wgpu if there is one, else the CPU.
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
+    /// Seed of everything random (drawn, logged and saved when absent).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Continue a run (id or path) to its configured epochs.
+    #[arg(long, value_name = "ID", conflicts_with = "config")]
+    pub resume: Option<String>,
+    /// Replace an existing run of the same id.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// Sample rows from a trained run.
+#[derive(Debug, Parser)]
+#[command(name = "sample", version, about)]
+pub struct SampleArgs {
+    /// Run id (under the models directory) or path to a run directory.
+    #[arg(long)]
+    pub checkpoint: String,
+    /// Number of rows.
+    #[arg(short = 'n', long = "rows")]
+    pub rows: usize,
+    /// Output: .csv or .parquet file, or '-' for CSV on stdout.
+    #[arg(short, long, default_value = "-")]
+    pub output: PathBuf,
+    /// Seed of the sampler (drawn and logged when absent).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Rows generated per batch (default: the run's training batch size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Device (default: the run's configured device).
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
+    /// Where runs live.
+    #[arg(long, env = "SYNTHGEN_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+fn init_logging(v: &Verbosity) {
+    let level = if v.quiet {
+        "warn"
+    } else if v.verbose {
+        "debug"
+    } else {
+        "info"
+    };
+    let default = format!("{level},wgpu_core=warn,wgpu_hal=warn,naga=warn,cubecl=warn,cubecl_wgpu=warn,cubecl_runtime=warn,burn=warn");
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// A panic is a bug: say so and exit with 2.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error (this is a bug in synthgen): {info}");
+        std::process::exit(2);
+    }));
+}
+
+/// Print an error as `error: ...` and `hint: ...`, and return exit code 1.
+pub fn report(e: &Error) -> ExitCode {
+    eprintln!("error: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !e.to_string().contains(&text) {
+            eprintln!("  caused by: {text}");
+        }
+        source = s.source();
+    }
+    if let Some(h) = e.hint() {
+        eprintln!("hint: {h}");
+    }
+    ExitCode::from(1)
+}
+
+/// `train` binary.
+pub fn train_main() -> ExitCode {
+    install_panic_hook();
+    let args = TrainArgs::parse();
+    init_logging(&args.verbosity);
+    let opts = TrainOptions {
+        config: args.config,
+        epochs: args.epochs,
+        run_id: args.run_id,
+        models_dir: args.models_dir,
+        device: args.device,
+        seed: args.seed,
+        resume: args.resume,
+        force: args.force,
+        quiet: args.verbosity.quiet,
+    };
+    match crate::train::train(&opts) {
+        Ok(dir) => {
+            println!("{}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&e),
+    }
+}
+
+/// `sample` binary.
+pub fn sample_main() -> ExitCode {
+    install_panic_hook();
+    let args = SampleArgs::parse();
+    init_logging(&args.verbosity);
+    let opts = SampleOptions {
+        checkpoint: args.checkpoint,
+        rows: args.rows,
+        output: args.output,
+        seed: args.seed,
+        batch_size: args.batch_size,
+        device: args.device,
+        models_dir: args.models_dir,
+        quiet: args.verbosity.quiet,
+    };
+    match crate::sample::sample(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}

@@ -1,0 +1,12 @@
+//! Tables in and out, their schema, the reversible encoding and the data <-> model layout.
+
+pub mod gmm;
+pub mod io;
+pub mod layout;
+pub mod schema;
+pub mod transformer;
+
+pub use io::{Column, DType, Table, Values};
+pub use layout::{Activation, Layout, Span};
+pub use schema::{ColumnKind, Schema};
+pub use transformer::DataTransformer;

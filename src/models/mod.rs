@@ -1,0 +1,3 @@
+//! Architectures and losses only: no IO, no loops.
+
+pub mod tvae;

@@ -1,0 +1,350 @@
+//! Training: resolve the run (new or resumed), prepare the data, run the model's loop,
+//! checkpoint.
+
+pub mod metrics;
+pub mod tvae;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::RngExt;
+use tracing::info;
+
+use crate::config::{Config, ModelConfig};
+use crate::data::transformer::mix_seed;
+use crate::data::{DataTransformer, Schema, Table};
+use crate::device::{self, DeviceChoice};
+use crate::error::{Error, Result};
+use crate::run::manifest::{DataInfo, FORMAT_VERSION, read_verified, sha256_hex};
+use crate::run::{self, Checkpoint, Manifest, RunDir};
+
+pub use metrics::Metrics;
+
+/// What `train` was asked to do (flags resolved by the CLI).
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    pub config: Option<PathBuf>,
+    pub epochs: Option<usize>,
+    pub run_id: Option<String>,
+    pub models_dir: Option<PathBuf>,
+    pub device: Option<DeviceChoice>,
+    pub seed: Option<u64>,
+    pub resume: Option<String>,
+    pub force: bool,
+    pub quiet: bool,
+}
+
+/// Stream number of the encoder's mode sampling in [`mix_seed`].
+const TRANSFORM_STREAM: u64 = 0x7ab1e;
+
+/// Train and return the run directory.
+pub fn train(opts: &TrainOptions) -> Result<PathBuf> {
+    let models_dir = run::models_dir(opts.models_dir.as_deref());
+    match &opts.resume {
+        Some(id) => resume(opts, id, &models_dir),
+        None => start(opts, &models_dir),
+    }
+}
+
+fn start(opts: &TrainOptions, models_dir: &Path) -> Result<PathBuf> {
+    let config_path = opts.config.as_deref().ok_or_else(|| Error::Invalid {
+        what: "arguments".into(),
+        message: "train needs --config FILE (or --resume RUN)".into(),
+    })?;
+    let mut config = Config::load(config_path)?;
+    if let Some(e) = opts.epochs {
+        config.train.epochs = e;
+    }
+    if let Some(d) = opts.device {
+        config.train.device = d;
+    }
+    if opts.seed.is_some() {
+        config.train.seed = opts.seed;
+    }
+    config.validate(config_path)?;
+    let id = match &opts.run_id {
+        Some(id) => id.clone(),
+        None => run::default_run_id(config.model.kind(), &config.data.path),
+    };
+    run::check_run_id(&id)?;
+    if models_dir.join(&id).exists() && !opts.force {
+        return Err(Error::RunExists {
+            path: models_dir.join(&id),
+        });
+    }
+    let seed = match config.train.seed {
+        Some(s) => s,
+        None => {
+            let s = rand::rng().random::<u64>() >> 11; // exact in TOML and JSON numbers
+            info!(seed = s, "no seed given: drew one (saved in the run)");
+            s
+        }
+    };
+    config.train.seed = Some(seed);
+
+    let prepared = prepare(&config, config_path, None)?;
+    let selected = device::select(config.train.device)?;
+    let run = RunDir::create(models_dir, &id, opts.force)?;
+    run::atomic_write(&run.file(run::CONFIG), config.to_toml().as_bytes())?;
+    let transformer_json =
+        serde_json::to_string_pretty(&prepared.transformer).expect("a transformer serializes");
+    run::atomic_write(&run.file(run::TRANSFORMER), transformer_json.as_bytes())?;
+    let now = run::utc_stamp(std::time::SystemTime::now(), true);
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        model: config.model.kind().into(),
+        synthgen_version: env!("CARGO_PKG_VERSION").into(),
+        burn_version: BURN_VERSION.into(),
+        seed,
+        device: selected.description.clone(),
+        data: prepared.info.clone(),
+        epochs: config.train.epochs,
+        checkpoint: None,
+        created: now.clone(),
+        updated: now,
+    };
+    info!(run = %run.path.display(), seed, "training");
+    let session = Session {
+        run,
+        manifest,
+        metrics: Metrics::new(loss_names(&config.model)),
+        progress: progress_bar(config.train.epochs, 0, opts.quiet),
+    };
+    fit(&config, &prepared, &selected.device, session, None)
+}
+
+fn resume(opts: &TrainOptions, id: &str, models_dir: &Path) -> Result<PathBuf> {
+    let path = run::resolve(id, models_dir)?;
+    let manifest = Manifest::load(&path)?;
+    let config_file = path.join(run::CONFIG);
+    let text = std::fs::read_to_string(&config_file).map_err(|source| Error::Io {
+        path: config_file.clone(),
+        source,
+    })?;
+    let mut config = Config::parse(&text, &config_file)?;
+    if let Some(e) = opts.epochs {
+        config.train.epochs = e;
+    }
+    if let Some(d) = opts.device {
+        config.train.device = d;
+    }
+    if opts.seed.is_some_and(|s| Some(s) != config.train.seed) {
+        return Err(Error::Invalid {
+            what: "--seed".into(),
+            message: "a resumed run keeps the seed it was started with".into(),
+        });
+    }
+    config.validate(&config_file)?;
+    let checkpoint = manifest.checkpoint(&path)?.clone();
+    if checkpoint.epoch >= config.train.epochs {
+        info!(run = %path.display(), epochs = checkpoint.epoch, "the run already has its epochs; pass --epochs N to train further");
+        return Ok(path);
+    }
+    let transformer = load_transformer(&path)?;
+    let prepared = prepare(&config, &config_file, Some(transformer))?;
+    if prepared.info.schema_digest != manifest.data.schema_digest {
+        return Err(Error::DataMismatch {
+            path: config.data.path.clone(),
+            message: "its columns or their types differ from those the run was trained on".into(),
+        });
+    }
+    let weights = read_verified(&path, &checkpoint.weights, &checkpoint.weights_sha256)?;
+    let optimizer = read_verified(&path, &checkpoint.optimizer, &checkpoint.optimizer_sha256)?;
+    let selected = device::select(config.train.device)?;
+    let run = RunDir::open(&path);
+    // The resolved config now names the new epoch target.
+    run::atomic_write(&run.file(run::CONFIG), config.to_toml().as_bytes())?;
+    let metrics = Metrics::load(&path.join(run::METRICS), loss_names(&config.model), checkpoint.epoch)?;
+    let mut manifest = manifest;
+    manifest.epochs = config.train.epochs;
+    manifest.device = selected.description.clone();
+    info!(run = %path.display(), from_epoch = checkpoint.epoch, to_epoch = config.train.epochs, "resuming");
+    let session = Session {
+        run,
+        manifest,
+        metrics,
+        progress: progress_bar(config.train.epochs, checkpoint.epoch, opts.quiet),
+    };
+    let state = ResumeState {
+        epoch: checkpoint.epoch,
+        weights,
+        optimizer,
+    };
+    fit(&config, &prepared, &selected.device, session, Some(state))
+}
+
+/// The Burn version this build links (kept in manifests).
+pub const BURN_VERSION: &str = "0.22.1";
+
+/// Load `transformer.json` of a run.
+pub fn load_transformer(run: &Path) -> Result<DataTransformer> {
+    let path = run.join(run::TRANSFORMER);
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::BadRun {
+        path: run.to_path_buf(),
+        message: format!("{}: {e}", run::TRANSFORMER),
+    })
+}
+
+/// The encoded training data and what describes it.
+pub struct Prepared {
+    pub transformer: DataTransformer,
+    /// Row-major [rows, layout width].
+    pub encoded: Vec<f32>,
+    pub rows: usize,
+    pub info: DataInfo,
+}
+
+/// Read, check, fit (unless resuming) and encode the training table.
+fn prepare(config: &Config, config_path: &Path, fitted: Option<DataTransformer>) -> Result<Prepared> {
+    let seed = config.train.seed.expect("the seed is resolved before preparing data");
+    let t0 = Instant::now();
+    let table = Table::read(&config.data.path, config.data.separator)?;
+    let rows = table.n_rows();
+    if rows < 2 {
+        return Err(Error::SingleRow {
+            path: config.data.path.clone(),
+        });
+    }
+    let schema = Schema::infer(&table, &config.data, config_path)?;
+    info!(rows, columns = schema.columns.len(), ignored = schema.ignored.len(), seconds = t0.elapsed().as_secs_f64(), "data read");
+    let transformer = match fitted {
+        Some(t) => t,
+        None => {
+            let t1 = Instant::now();
+            let t = DataTransformer::fit(&table, &schema, &config.transformer)?;
+            info!(seconds = t1.elapsed().as_secs_f64(), "encoder fitted");
+            t
+        }
+    };
+    let t2 = Instant::now();
+    let encoded = transformer.transform(&table, mix_seed(seed, TRANSFORM_STREAM));
+    info!(seconds = t2.elapsed().as_secs_f64(), width = transformer.layout().width(), "data encoded");
+    Ok(Prepared {
+        info: DataInfo {
+            path: config.data.path.clone(),
+            rows,
+            columns: schema.columns.iter().map(|c| c.name.clone()).collect(),
+            schema_digest: schema.digest(),
+        },
+        transformer,
+        encoded,
+        rows,
+    })
+}
+
+/// Weights and optimizer state of the checkpoint a resumed run continues from.
+pub struct ResumeState {
+    pub epoch: usize,
+    pub weights: Vec<u8>,
+    pub optimizer: Vec<u8>,
+}
+
+/// The run being written, its metrics and its progress bar.
+pub struct Session {
+    pub run: RunDir,
+    pub manifest: Manifest,
+    pub metrics: Metrics,
+    pub progress: ProgressBar,
+}
+
+impl Session {
+    /// Record an epoch's figures (metrics.csv is rewritten once published).
+    pub fn epoch_done(&mut self, epoch: usize, losses: &[f64], seconds: f64) -> Result<()> {
+        self.metrics.push(epoch, losses, seconds);
+        let names = &self.metrics.header[1..self.metrics.header.len() - 1];
+        let msg: Vec<String> = names.iter().zip(losses).map(|(n, v)| format!("{n} {v:.4}")).collect();
+        self.progress.set_position(epoch as u64);
+        self.progress.set_message(msg.join("  "));
+        tracing::debug!(epoch, ?losses, seconds, "epoch done");
+        if self.run.is_published() {
+            self.metrics.save(&self.run.file(run::METRICS))?;
+        }
+        Ok(())
+    }
+
+    /// Stop on a non-finite loss, naming the checkpoint that is kept.
+    pub fn check_finite(&self, epoch: usize, names: &[&'static str], losses: &[f64]) -> Result<()> {
+        if let Some(i) = losses.iter().position(|v| !v.is_finite()) {
+            let kept = self
+                .manifest
+                .checkpoint
+                .as_ref()
+                .filter(|_| self.run.is_published())
+                .map(|c| (c.epoch, self.run.path.clone()));
+            return Err(Error::Diverged {
+                epoch,
+                what: names[i],
+                value: losses[i],
+                kept,
+            });
+        }
+        Ok(())
+    }
+
+    /// Write a complete checkpoint: weight files first, then the manifest naming them.
+    pub fn checkpoint(&mut self, epoch: usize, weights: &[u8], optimizer: &[u8]) -> Result<()> {
+        let new = Checkpoint {
+            epoch,
+            weights: format!("model-{epoch:05}.bpk"),
+            weights_sha256: sha256_hex(weights),
+            optimizer: format!("optimizer-{epoch:05}.bpk"),
+            optimizer_sha256: sha256_hex(optimizer),
+        };
+        run::atomic_write(&self.run.file(&new.weights), weights)?;
+        run::atomic_write(&self.run.file(&new.optimizer), optimizer)?;
+        self.metrics.save(&self.run.file(run::METRICS))?;
+        let old = self.manifest.checkpoint.replace(new.clone());
+        self.manifest.updated = run::utc_stamp(std::time::SystemTime::now(), true);
+        self.manifest.save(self.run.dir())?;
+        if !self.run.is_published() {
+            self.run.publish()?;
+        }
+        if let Some(old) = old.filter(|o| o.epoch != new.epoch) {
+            let _ = std::fs::remove_file(self.run.file(&old.weights));
+            let _ = std::fs::remove_file(self.run.file(&old.optimizer));
+        }
+        tracing::debug!(epoch, "checkpoint written");
+        Ok(())
+    }
+}
+
+fn loss_names(model: &ModelConfig) -> &'static [&'static str] {
+    match model {
+        ModelConfig::Tvae(_) => tvae::LOSSES,
+    }
+}
+
+fn progress_bar(epochs: usize, done: usize, quiet: bool) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(epochs as u64), ProgressDrawTarget::stderr());
+    if quiet {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] epoch {pos}/{len}  {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_position(done as u64);
+    pb
+}
+
+fn fit(
+    config: &Config,
+    prepared: &Prepared,
+    device: &burn::tensor::Device,
+    mut session: Session,
+    resume: Option<ResumeState>,
+) -> Result<PathBuf> {
+    match &config.model {
+        ModelConfig::Tvae(m) => tvae::fit(m, &config.train, prepared, device, &mut session, resume)?,
+    }
+    session.progress.finish_and_clear();
+    let seconds: f64 = session.metrics.rows.iter().map(|r| r[r.len() - 1]).sum();
+    info!(run = %session.run.path.display(), epochs = config.train.epochs, seconds, "training done");
+    Ok(session.run.path.clone())
+}

@@ -1,0 +1,150 @@
+//! The TVAE loop: shuffled minibatches (the last one partial), Adam, sigma clamped after
+//! every step, one device read per epoch.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::config::{TrainConfig, TvaeConfig};
+use crate::data::transformer::mix_seed;
+use crate::error::{Error, Result};
+use crate::models::tvae::{self, Tvae};
+use crate::train::{Prepared, ResumeState, Session};
+
+/// Columns of metrics.csv besides epoch and seconds.
+pub const LOSSES: &[&str] = &["loss", "reconstruction", "kl"];
+
+/// Stream numbers for [`mix_seed`]: weights init and each epoch's shuffling and noise.
+const INIT_STREAM: u64 = 0x1417;
+const EPOCH_STREAM: u64 = 0xe90c;
+
+/// The optimizer of the reference TVAE: Adam(lr, betas (0.9, 0.999), eps, weight decay).
+pub fn optimizer(m: &TvaeConfig) -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(m.epsilon as f32)
+        .with_weight_decay(Some(WeightDecayConfig::new(m.weight_decay as f32)))
+        .init()
+}
+
+/// Load a TVAE's weights from burnpack bytes onto `device`.
+pub fn load(m: &TvaeConfig, width: usize, bytes: Vec<u8>, device: &Device, run: &std::path::Path) -> Result<Tvae> {
+    let bad = |e: burn::store::RecordError| Error::BadRun {
+        path: run.to_path_buf(),
+        message: format!("the weights cannot be loaded: {e}"),
+    };
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(bad)?;
+    tvae::init(m, width, device).try_load_record(record).map_err(bad)
+}
+
+pub fn fit(
+    m: &TvaeConfig,
+    train: &TrainConfig,
+    prepared: &Prepared,
+    device: &Device,
+    session: &mut Session,
+    resume: Option<ResumeState>,
+) -> Result<()> {
+    let seed = train.seed.expect("resolved seed");
+    let layout = prepared.transformer.layout();
+    let width = layout.width();
+    let n = prepared.rows;
+    let device = device.clone().autodiff();
+    device.seed(mix_seed(seed, INIT_STREAM));
+
+    let (mut model, mut optim, start) = match resume {
+        Some(state) => {
+            let run = session.run.path.clone();
+            let model = load(m, width, state.weights, &device, &run)?;
+            let optim = optimizer(m)
+                .from_bytes(Bytes::from_bytes_vec(state.optimizer))
+                .map_err(|e| Error::BadRun {
+                    path: run.clone(),
+                    message: format!("the optimizer state cannot be loaded: {e}"),
+                })?;
+            (model, optim, state.epoch)
+        }
+        None => (tvae::init(m, width, &device), optimizer(m), 0),
+    };
+
+    let data = Tensor::<2>::from_data(TensorData::new(prepared.encoded.clone(), [n, width]), &device);
+    let mask = Tensor::<1>::from_data(TensorData::new(layout.tanh_mask(), [width]), &device);
+    let batch = train.batch_size.min(n);
+    let emb = m.embedding_dim;
+    let mut order: Vec<i32> = (0..n as i32).collect();
+
+    for epoch in start + 1..=train.epochs {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(mix_seed(seed, EPOCH_STREAM + epoch as u64));
+        order.sort_unstable();
+        order.shuffle(&mut rng);
+        let mut sums: Option<Tensor<1>> = None;
+        for chunk in order.chunks(batch) {
+            let b = chunk.len();
+            let idx = Tensor::<1, Int>::from_data(TensorData::new(chunk.to_vec(), [b]), &device);
+            let x = data.clone().select(0, idx);
+            let eps: Vec<f32> = (0..b * emb).map(|_| StandardNormal.sample(&mut rng)).collect();
+            let eps = Tensor::<2>::from_data(TensorData::new(eps, [b, emb]), &device);
+            let posterior = model.encoder.forward(x.clone());
+            let recon = model.decoder.forward(posterior.sample(eps));
+            let l = tvae::loss(
+                x,
+                recon,
+                model.decoder.sigma.val(),
+                &posterior,
+                &layout,
+                mask.clone(),
+                m.loss_factor,
+            );
+            // Per-row figures, weighted by the batch size, summed on the device.
+            let step = Tensor::cat(
+                vec![
+                    l.total.clone().detach().mul_scalar(b as f64),
+                    l.reconstruction.detach(),
+                    l.kl.detach(),
+                ],
+                0,
+            );
+            sums = Some(match sums {
+                Some(s) => s + step,
+                None => step,
+            });
+            let grads = GradientsParams::from_grads(l.total.backward(), &model);
+            model = optim.step(m.learning_rate, model, grads);
+            model.decoder = model.decoder.clamp_sigma();
+        }
+        let sums: Vec<f32> = sums
+            .expect("an epoch has at least one batch")
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 losses");
+        let losses: Vec<f64> = sums.iter().map(|&v| f64::from(v) / n as f64).collect();
+        session.check_finite(epoch, LOSSES, &losses)?;
+        session.epoch_done(epoch, &losses, t0.elapsed().as_secs_f64())?;
+        if epoch % train.checkpoint_every == 0 || epoch == train.epochs {
+            let weights = model
+                .clone()
+                .into_record()
+                .into_bytes()
+                .map_err(|e| Error::Write {
+                    path: session.run.path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            let optim_bytes = optim.into_bytes().map_err(|e| Error::Write {
+                path: session.run.path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            session.checkpoint(epoch, &weights, &optim_bytes)?;
+        }
+    }
+    Ok(())
+}
