@@ -44,11 +44,17 @@ fn main() {
     let options = TransformerConfig::default();
     let read = median(|| drop(Table::read(&path, None).unwrap()), 5);
     println!("read adult.csv            {:>10.4} s", read.as_secs_f64());
-    let fit = median(|| drop(DataTransformer::fit(&table, &schema, &options).unwrap()), 5);
+    let fit = median(
+        || drop(DataTransformer::fit(&table, &schema, &options).unwrap()),
+        5,
+    );
     println!("encoder fit               {:>10.4} s", fit.as_secs_f64());
     let transformer = DataTransformer::fit(&table, &schema, &options).unwrap();
     let transform = median(|| drop(transformer.transform(&table, 1)), 5);
-    println!("encoder transform         {:>10.4} s", transform.as_secs_f64());
+    println!(
+        "encoder transform         {:>10.4} s",
+        transform.as_secs_f64()
+    );
 
     let layout = transformer.layout();
     let width = layout.width();
@@ -68,21 +74,42 @@ fn main() {
             let eps = Tensor::<2>::zeros([500, cfg.embedding_dim], &device);
             let posterior = model.encoder.forward(x.clone());
             let recon = model.decoder.forward(posterior.sample(eps));
-            let l = tvae::loss(x, recon, model.decoder.sigma.val(), &posterior, &layout, mask.clone(), 2.0);
+            let l = tvae::loss(
+                x,
+                recon,
+                model.decoder.sigma.val(),
+                &posterior,
+                &layout,
+                mask.clone(),
+                2.0,
+            );
             let grads = GradientsParams::from_grads(l.total.backward(), &model);
             model = optim.step(1e-3, model.clone(), grads);
             let _: f32 = l.reconstruction.into_scalar();
         },
         20,
     );
-    println!("TVAE train step (500 rows){:>10.4} s  ({:.3} s per 66-step epoch)", step.as_secs_f64(), step.as_secs_f64() * 66.0);
+    println!(
+        "TVAE train step (500 rows){:>10.4} s  ({:.3} s per 66-step epoch)",
+        step.as_secs_f64(),
+        step.as_secs_f64() * 66.0
+    );
 
     let plain = Device::flex();
     let sampler = model.valid();
     let sample = median(
         || {
             let mut rng = StdRng::seed_from_u64(1);
-            let rows = synthgen::sample::tvae_rows(&sampler, &layout, cfg.embedding_dim, 50_000, 500, &mut rng, &plain, |_| {});
+            let rows = synthgen::sample::tvae_rows(
+                &sampler,
+                &layout,
+                cfg.embedding_dim,
+                50_000,
+                500,
+                &mut rng,
+                &plain,
+                |_| {},
+            );
             drop(transformer.inverse(&rows, 50_000));
         },
         5,

@@ -52,7 +52,10 @@ fn wgpu() -> &'static std::result::Result<(Device, String, bool), String> {
             .map_err(|e| e.to_string())?;
         let info = setup.adapter.get_info();
         let is_cpu = info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu;
-        let description = format!("wgpu {:?} on {} ({:?})", setup.backend, info.name, info.device_type);
+        let description = format!(
+            "wgpu {:?} on {} ({:?})",
+            setup.backend, info.name, info.device_type
+        );
         Ok((device, description, is_cpu))
     })
 }
@@ -60,12 +63,15 @@ fn wgpu() -> &'static std::result::Result<(Device, String, bool), String> {
 /// Is there a hardware (not CPU) wgpu adapter? Probes without starting Burn's runtime.
 fn hardware_adapter() -> Option<String> {
     use burn::tensor::wgpu::wgpu;
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
     let adapters = burn::tensor::read_sync(instance.enumerate_adapters(wgpu::Backends::all()));
     adapters.iter().map(|a| a.get_info()).find_map(|i| {
         matches!(
             i.device_type,
-            wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu
+            wgpu::DeviceType::DiscreteGpu
+                | wgpu::DeviceType::IntegratedGpu
+                | wgpu::DeviceType::VirtualGpu
         )
         .then(|| format!("{} ({:?})", i.name, i.backend))
     })

@@ -41,7 +41,9 @@ pub enum Error {
     #[error("config '{path}' is invalid: {message}")]
     Config { path: PathBuf, message: String },
 
-    #[error("config '{path}' names column '{column}' in [data] {key}, but the data has no such column")]
+    #[error(
+        "config '{path}' names column '{column}' in [data] {key}, but the data has no such column"
+    )]
     UnknownColumn {
         path: PathBuf,
         key: &'static str,

@@ -92,7 +92,9 @@ fn init_logging(v: &Verbosity) {
     } else {
         "info"
     };
-    let default = format!("{level},wgpu_core=warn,wgpu_hal=warn,naga=warn,cubecl=warn,cubecl_wgpu=warn,cubecl_runtime=warn,burn=warn");
+    let default = format!(
+        "{level},wgpu_core=warn,wgpu_hal=warn,naga=warn,cubecl=warn,cubecl_wgpu=warn,cubecl_runtime=warn,burn=warn"
+    );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -191,7 +191,9 @@ impl Config {
             return Err(bad("[transformer] max_modes must be at least 1".into()));
         }
         if !(0.0..1.0).contains(&tr.weight_threshold) {
-            return Err(bad("[transformer] weight_threshold must be in [0, 1)".into()));
+            return Err(bad(
+                "[transformer] weight_threshold must be in [0, 1)".into()
+            ));
         }
         if !(tr.weight_prior > 0.0 && tr.weight_prior.is_finite()) {
             return Err(bad("[transformer] weight_prior must be positive".into()));
@@ -263,7 +265,10 @@ mod tests {
     fn every_shipped_config_parses_and_validates() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
         let files = configs_in(&root);
-        assert!(files.len() >= 2, "expected shipped configs, found {files:?}");
+        assert!(
+            files.len() >= 2,
+            "expected shipped configs, found {files:?}"
+        );
         for f in files {
             Config::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         }
@@ -282,14 +287,18 @@ mod tests {
     #[test]
     fn unknown_key_is_refused_with_its_name() {
         let text = "[data]\npath = \"x.csv\"\n[model]\nkind = \"tvae\"\nlearnig_rate = 1.0\n";
-        let err = Config::parse(text, Path::new("c.toml")).unwrap_err().to_string();
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("learnig_rate"), "{err}");
     }
 
     #[test]
     fn unknown_model_kind_is_refused() {
         let text = "[data]\npath = \"x.csv\"\n[model]\nkind = \"gpt\"\n";
-        let err = Config::parse(text, Path::new("c.toml")).unwrap_err().to_string();
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("gpt"), "{err}");
     }
 

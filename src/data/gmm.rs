@@ -70,7 +70,11 @@ impl Mixture {
         let k = options.components;
         let mean = xs.iter().zip(&counts).map(|(x, c)| x * c).sum::<f64>() / n;
         let var = if n > 1.0 {
-            xs.iter().zip(&counts).map(|(x, c)| c * (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+            xs.iter()
+                .zip(&counts)
+                .map(|(x, c)| c * (x - mean).powi(2))
+                .sum::<f64>()
+                / (n - 1.0)
         } else {
             0.0
         };
@@ -117,7 +121,12 @@ impl Mixture {
 }
 
 /// Responsibilities from precomputed [`Component::log_terms`].
-pub fn responsibilities_with(terms: &[(f64, f64)], components: &[Component], x: f64, out: &mut [f64]) {
+pub fn responsibilities_with(
+    terms: &[(f64, f64)],
+    components: &[Component],
+    x: f64,
+    out: &mut [f64],
+) {
     let mut max = f64::NEG_INFINITY;
     for ((o, &(offset, precision)), c) in out.iter_mut().zip(terms).zip(components) {
         let d = x - c.mean;
@@ -318,8 +327,11 @@ pub fn digamma(mut x: f64) -> f64 {
     }
     let inv = 1.0 / x;
     let inv2 = inv * inv;
-    acc + x.ln() - 0.5 * inv
-        - inv2 * (1.0 / 12.0 - inv2 * (1.0 / 120.0 - inv2 * (1.0 / 252.0 - inv2 * (1.0 / 240.0 - inv2 / 132.0))))
+    acc + x.ln()
+        - 0.5 * inv
+        - inv2
+            * (1.0 / 12.0
+                - inv2 * (1.0 / 120.0 - inv2 * (1.0 / 252.0 - inv2 * (1.0 / 240.0 - inv2 / 132.0))))
 }
 
 #[cfg(test)]
@@ -347,20 +359,36 @@ mod tests {
         values.extend((0..1000).map(|_| b.sample(&mut rng)));
         let m = Mixture::fit(
             &values,
-            GmmOptions { components: 10, weight_prior: 0.001, max_iter: 100 },
+            GmmOptions {
+                components: 10,
+                weight_prior: 0.001,
+                max_iter: 100,
+            },
         );
         let kept: Vec<&Component> = m.components.iter().filter(|c| c.weight > 0.005).collect();
         // Mean-field VB may split one mode over several components (as the reference's
         // BayesianGaussianMixture does): every kept component must sit on a true mode, and the
         // components of each mode together must give its weight, mean and spread.
         for (truth, weight, mean, std) in [(-5.0, 0.75, -5.0, 1.0), (10.0, 0.25, 10.0, 2.0)] {
-            let near: Vec<&&Component> = kept.iter().filter(|c| (c.mean - truth).abs() < 1.0).collect();
+            let near: Vec<&&Component> = kept
+                .iter()
+                .filter(|c| (c.mean - truth).abs() < 1.0)
+                .collect();
             let w: f64 = near.iter().map(|c| c.weight).sum();
             let mu: f64 = near.iter().map(|c| c.weight * c.mean).sum::<f64>() / w;
-            let var: f64 = near.iter().map(|c| c.weight * (c.std.powi(2) + c.mean.powi(2))).sum::<f64>() / w - mu * mu;
+            let var: f64 = near
+                .iter()
+                .map(|c| c.weight * (c.std.powi(2) + c.mean.powi(2)))
+                .sum::<f64>()
+                / w
+                - mu * mu;
             assert!((w - weight).abs() < 0.02, "mode {truth}: weight {w}");
             assert!((mu - mean).abs() < 0.1 * std, "mode {truth}: mean {mu}");
-            assert!((var.sqrt() - std).abs() < 0.1 * std, "mode {truth}: std {}", var.sqrt());
+            assert!(
+                (var.sqrt() - std).abs() < 0.1 * std,
+                "mode {truth}: std {}",
+                var.sqrt()
+            );
         }
         let total: f64 = kept.iter().map(|c| c.weight).sum();
         assert!(total > 0.99, "kept weight {total}: {:#?}", m.components);
@@ -368,7 +396,14 @@ mod tests {
 
     #[test]
     fn a_constant_column_gets_one_tight_mode() {
-        let m = Mixture::fit(&[3.0; 50], GmmOptions { components: 10, weight_prior: 0.001, max_iter: 100 });
+        let m = Mixture::fit(
+            &[3.0; 50],
+            GmmOptions {
+                components: 10,
+                weight_prior: 0.001,
+                max_iter: 100,
+            },
+        );
         let kept: Vec<&Component> = m.components.iter().filter(|c| c.weight > 0.005).collect();
         assert_eq!(kept.len(), 1);
         assert!((kept[0].mean - 3.0).abs() < 1e-9);

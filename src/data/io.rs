@@ -213,7 +213,10 @@ fn read_csv(path: &Path, separator: Option<char>) -> Result<Table> {
             return Err(parse_error(path, "the header has an empty column name"));
         }
         if !seen.insert(name.clone()) {
-            return Err(parse_error(path, format!("the header names '{name}' twice")));
+            return Err(parse_error(
+                path,
+                format!("the header names '{name}' twice"),
+            ));
         }
         let text = col
             .str()
@@ -247,8 +250,14 @@ fn sniff_separator(bytes: &[u8]) -> u8 {
             counts[i] += 1;
         }
     }
-    let best = (0..4).max_by_key(|&i| (counts[i], std::cmp::Reverse(i))).unwrap_or(0);
-    if counts[best] == 0 { b',' } else { candidates[best] }
+    let best = (0..4)
+        .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
+        .unwrap_or(0);
+    if counts[best] == 0 {
+        b','
+    } else {
+        candidates[best]
+    }
 }
 
 /// Every record must have as many fields as the header; say which line does not.
@@ -312,13 +321,25 @@ fn type_text(text: Vec<Option<String>>) -> Values {
         return Values::Str(text);
     }
     if present().all(|s| s.parse::<i64>().is_ok()) {
-        return Values::Int(text.iter().map(|v| v.as_ref().map(|s| s.parse().expect("checked"))).collect());
+        return Values::Int(
+            text.iter()
+                .map(|v| v.as_ref().map(|s| s.parse().expect("checked")))
+                .collect(),
+        );
     }
     if present().all(|s| parse_float(s).is_some()) {
-        return Values::Float(text.iter().map(|v| v.as_ref().and_then(|s| parse_float(s))).collect());
+        return Values::Float(
+            text.iter()
+                .map(|v| v.as_ref().and_then(|s| parse_float(s)))
+                .collect(),
+        );
     }
     if present().all(|s| parse_bool(s).is_some()) {
-        return Values::Bool(text.iter().map(|v| v.as_ref().and_then(|s| parse_bool(s))).collect());
+        return Values::Bool(
+            text.iter()
+                .map(|v| v.as_ref().and_then(|s| parse_bool(s)))
+                .collect(),
+        );
     }
     Values::Str(text)
 }
@@ -392,7 +413,9 @@ fn read_parquet(path: &Path) -> Result<Table> {
 
 /// Where the repository's bundled data lives (for tests and benchmarks).
 pub fn bundled(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
 }
 
 #[cfg(test)]
@@ -410,7 +433,10 @@ mod tests {
         };
         assert_eq!(w[0].as_deref(), Some("State-gov"));
         // UCI's missing marker stays a category of its own (1,836 rows, data/README.md).
-        assert_eq!(w.iter().filter(|v| v.as_deref() == Some("?")).count(), 1_836);
+        assert_eq!(
+            w.iter().filter(|v| v.as_deref() == Some("?")).count(),
+            1_836
+        );
     }
 
     #[test]
@@ -436,10 +462,22 @@ mod tests {
     fn csv_and_parquet_round_trip_types_and_nulls() {
         let t = Table {
             columns: vec![
-                Column { name: "i".into(), values: Values::Int(vec![Some(1), None, Some(-3)]) },
-                Column { name: "f".into(), values: Values::Float(vec![Some(0.5), Some(2.25), None]) },
-                Column { name: "b".into(), values: Values::Bool(vec![Some(true), None, Some(false)]) },
-                Column { name: "s".into(), values: Values::Str(vec![None, Some("x y".into()), Some("z".into())]) },
+                Column {
+                    name: "i".into(),
+                    values: Values::Int(vec![Some(1), None, Some(-3)]),
+                },
+                Column {
+                    name: "f".into(),
+                    values: Values::Float(vec![Some(0.5), Some(2.25), None]),
+                },
+                Column {
+                    name: "b".into(),
+                    values: Values::Bool(vec![Some(true), None, Some(false)]),
+                },
+                Column {
+                    name: "s".into(),
+                    values: Values::Str(vec![None, Some("x y".into()), Some("z".into())]),
+                },
             ],
         };
         let dir = tempfile::tempdir().unwrap();

@@ -67,12 +67,16 @@ impl Layout {
 
     /// Spans with a tanh activation.
     pub fn scalars(&self) -> impl Iterator<Item = &Span> {
-        self.spans.iter().filter(|s| s.activation == Activation::Tanh)
+        self.spans
+            .iter()
+            .filter(|s| s.activation == Activation::Tanh)
     }
 
     /// Spans with a softmax activation.
     pub fn softmaxes(&self) -> impl Iterator<Item = &Span> {
-        self.spans.iter().filter(|s| s.activation == Activation::Softmax)
+        self.spans
+            .iter()
+            .filter(|s| s.activation == Activation::Softmax)
     }
 
     /// A per-position mask: 1 where the activation is tanh.

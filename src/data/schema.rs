@@ -74,7 +74,11 @@ impl Schema {
                         column: name.clone(),
                         message: format!(
                             "[data] continuous lists it, but it holds {} values; only numbers can be continuous",
-                            if dtype == DType::Bool { "boolean" } else { "text" }
+                            if dtype == DType::Bool {
+                                "boolean"
+                            } else {
+                                "text"
+                            }
                         ),
                     });
                 }
@@ -169,7 +173,14 @@ mod tests {
         // data/README.md: age, fnlwgt, education-num, capital-gain, capital-loss, hours-per-week.
         assert_eq!(
             continuous,
-            ["age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"]
+            [
+                "age",
+                "fnlwgt",
+                "education-num",
+                "capital-gain",
+                "capital-loss",
+                "hours-per-week"
+            ]
         );
         assert_eq!(s.columns.len(), 15);
     }
@@ -183,7 +194,11 @@ mod tests {
         d.ignore = vec!["fnlwgt".into()];
         let s = Schema::infer(&t, &d, Path::new("c.toml")).unwrap();
         assert_eq!(s.ignored, ["fnlwgt"]);
-        let en = s.columns.iter().find(|c| c.name == "education-num").unwrap();
+        let en = s
+            .columns
+            .iter()
+            .find(|c| c.name == "education-num")
+            .unwrap();
         assert_eq!(en.kind, ColumnKind::Discrete);
 
         d.continuous = vec!["agee".into()];
@@ -193,6 +208,9 @@ mod tests {
 
         d.continuous = vec!["workclass".into()];
         let err = Schema::infer(&t, &d, Path::new("c.toml")).unwrap_err();
-        assert!(err.to_string().contains("only numbers can be continuous"), "{err}");
+        assert!(
+            err.to_string().contains("only numbers can be continuous"),
+            "{err}"
+        );
     }
 }

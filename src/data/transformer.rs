@@ -106,13 +106,13 @@ impl DataTransformer {
             .columns
             .par_iter()
             .map(|c| {
-                let col = table.column(&c.name).expect("the schema was inferred from this table");
+                let col = table
+                    .column(&c.name)
+                    .expect("the schema was inferred from this table");
                 let encoder = match c.kind {
-                    ColumnKind::Continuous => Encoder::Continuous(fit_continuous(
-                        col,
-                        gmm,
-                        options.weight_threshold,
-                    )?),
+                    ColumnKind::Continuous => {
+                        Encoder::Continuous(fit_continuous(col, gmm, options.weight_threshold)?)
+                    }
                     ColumnKind::Discrete => Encoder::Discrete(fit_discrete(col)),
                 };
                 Ok(ColumnTransform {
@@ -145,7 +145,9 @@ impl DataTransformer {
             .par_iter()
             .enumerate()
             .map(|(i, c)| {
-                let col = table.column(&c.name).expect("the table has the schema's columns");
+                let col = table
+                    .column(&c.name)
+                    .expect("the table has the schema's columns");
                 let mut rng = StdRng::seed_from_u64(mix_seed(seed, i as u64));
                 let block = match &c.encoder {
                     Encoder::Continuous(e) => e.encode(&col.values, &mut rng),
@@ -181,7 +183,9 @@ impl DataTransformer {
                 Encoder::Continuous(e) => {
                     let xs: Vec<Option<f64>> = (0..rows).map(|r| e.decode(cell(r))).collect();
                     match c.dtype {
-                        DType::Int => Values::Int(xs.iter().map(|x| x.map(|x| x.round() as i64)).collect()),
+                        DType::Int => {
+                            Values::Int(xs.iter().map(|x| x.map(|x| x.round() as i64)).collect())
+                        }
                         _ => Values::Float(xs),
                     }
                 }
@@ -265,7 +269,10 @@ fn fit_continuous(col: &Column, gmm: GmmOptions, threshold: f64) -> Result<Conti
     let min = present.iter().copied().fold(f64::INFINITY, f64::min);
     let max = present.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let decimals = match col.values.dtype() {
-        DType::Float => present.iter().map(|x| decimals_of(*x)).try_fold(0u32, |acc, d| d.map(|d| acc.max(d))),
+        DType::Float => present
+            .iter()
+            .map(|x| decimals_of(*x))
+            .try_fold(0u32, |acc, d| d.map(|d| acc.max(d))),
         _ => None,
     };
     Ok(ContinuousEncoder {
@@ -382,8 +389,16 @@ impl DiscreteEncoder {
 fn typed_from_keys(keys: &[Option<&str>], dtype: DType) -> Values {
     let parse = |k: &Option<&str>| k.map(|s| s.to_string());
     match dtype {
-        DType::Int => Values::Int(keys.iter().map(|k| k.map(|s| s.parse().expect("integer category"))).collect()),
-        DType::Float => Values::Float(keys.iter().map(|k| k.map(|s| s.parse().expect("float category"))).collect()),
+        DType::Int => Values::Int(
+            keys.iter()
+                .map(|k| k.map(|s| s.parse().expect("integer category")))
+                .collect(),
+        ),
+        DType::Float => Values::Float(
+            keys.iter()
+                .map(|k| k.map(|s| s.parse().expect("float category")))
+                .collect(),
+        ),
         DType::Bool => Values::Bool(keys.iter().map(|k| k.map(|s| s == "true")).collect()),
         DType::Str => Values::Str(keys.iter().map(parse).collect()),
     }
@@ -480,9 +495,18 @@ mod tests {
                             exact += 1;
                         }
                     }
-                    assert!(exact as f64 > 0.99 * a.len() as f64, "{}: {exact}", orig.name);
+                    assert!(
+                        exact as f64 > 0.99 * a.len() as f64,
+                        "{}: {exact}",
+                        orig.name
+                    );
                 }
-                (a, b) => panic!("{}: type changed {:?} -> {:?}", orig.name, a.dtype(), b.dtype()),
+                (a, b) => panic!(
+                    "{}: type changed {:?} -> {:?}",
+                    orig.name,
+                    a.dtype(),
+                    b.dtype()
+                ),
             }
         }
     }
@@ -501,30 +525,57 @@ mod tests {
             columns: vec![
                 Column {
                     name: "x".into(),
-                    values: Values::Float((0..200).map(|i| (i % 4 != 0).then_some(i as f64 * 0.5)).collect()),
+                    values: Values::Float(
+                        (0..200)
+                            .map(|i| (i % 4 != 0).then_some(i as f64 * 0.5))
+                            .collect(),
+                    ),
                 },
                 Column {
                     name: "c".into(),
-                    values: Values::Str((0..200).map(|i| (i % 5 != 0).then(|| format!("k{}", i % 3))).collect()),
+                    values: Values::Str(
+                        (0..200)
+                            .map(|i| (i % 5 != 0).then(|| format!("k{}", i % 3)))
+                            .collect(),
+                    ),
                 },
             ],
         };
         let schema = Schema {
             columns: vec![
-                crate::data::schema::ColumnSchema { name: "x".into(), dtype: DType::Float, kind: ColumnKind::Continuous },
-                crate::data::schema::ColumnSchema { name: "c".into(), dtype: DType::Str, kind: ColumnKind::Discrete },
+                crate::data::schema::ColumnSchema {
+                    name: "x".into(),
+                    dtype: DType::Float,
+                    kind: ColumnKind::Continuous,
+                },
+                crate::data::schema::ColumnSchema {
+                    name: "c".into(),
+                    dtype: DType::Str,
+                    kind: ColumnKind::Discrete,
+                },
             ],
             ignored: vec![],
         };
         let t = DataTransformer::fit(&table, &schema, &TransformerConfig::default()).unwrap();
-        let Encoder::Continuous(e) = &t.columns[0].encoder else { panic!() };
+        let Encoder::Continuous(e) = &t.columns[0].encoder else {
+            panic!()
+        };
         assert!((e.null_fraction - 0.25).abs() < 1e-12);
-        let Encoder::Discrete(d) = &t.columns[1].encoder else { panic!() };
+        let Encoder::Discrete(d) = &t.columns[1].encoder else {
+            panic!()
+        };
         assert_eq!(d.categories[0], None, "null sorts first");
         let enc = t.transform(&table, 1);
         let back = t.inverse(&enc, 200);
-        let (Values::Float(a), Values::Float(b)) = (&table.columns[0].values, &back.columns[0].values) else { panic!() };
-        assert_eq!(a.iter().map(Option::is_none).collect::<Vec<_>>(), b.iter().map(Option::is_none).collect::<Vec<_>>());
+        let (Values::Float(a), Values::Float(b)) =
+            (&table.columns[0].values, &back.columns[0].values)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            a.iter().map(Option::is_none).collect::<Vec<_>>(),
+            b.iter().map(Option::is_none).collect::<Vec<_>>()
+        );
         assert_eq!(table.columns[1], back.columns[1]);
     }
 }

@@ -85,7 +85,10 @@ impl Manifest {
 
 /// Hex SHA-256 of bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Read a checkpoint file and check it against the digest in the manifest.
@@ -98,7 +101,9 @@ pub fn read_verified(run: &Path, name: &str, sha256: &str) -> Result<Vec<u8>> {
     if sha256_hex(&bytes) != sha256 {
         return Err(Error::BadRun {
             path: run.to_path_buf(),
-            message: format!("'{name}' does not match the checksum in the manifest (truncated or corrupted)"),
+            message: format!(
+                "'{name}' does not match the checksum in the manifest (truncated or corrupted)"
+            ),
         });
     }
     Ok(bytes)

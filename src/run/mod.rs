@@ -37,11 +37,21 @@ pub fn atomic_write_with(
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| {
-        err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))
+        err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a file path",
+        ))
     })?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         write(&mut f)?;
@@ -84,7 +94,11 @@ pub fn resolve(checkpoint: &str, models_dir: &Path) -> Result<PathBuf> {
         return Ok(under);
     }
     if direct.is_dir() || under.is_dir() {
-        let path = if direct.is_dir() { direct.to_path_buf() } else { under };
+        let path = if direct.is_dir() {
+            direct.to_path_buf()
+        } else {
+            under
+        };
         return Err(Error::BadRun {
             path,
             message: format!("it has no {MANIFEST}"),
@@ -101,13 +115,17 @@ pub fn resolve(checkpoint: &str, models_dir: &Path) -> Result<PathBuf> {
 pub fn check_run_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && !id.starts_with('.')
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
         Err(Error::Invalid {
             what: "--run-id".into(),
-            message: format!("'{id}' must be letters, digits, '-', '_' or '.', not starting with '.'"),
+            message: format!(
+                "'{id}' must be letters, digits, '-', '_' or '.', not starting with '.'"
+            ),
         })
     }
 }
@@ -119,9 +137,18 @@ pub fn default_run_id(model: &str, data: &Path) -> String {
         .and_then(|s| s.to_str())
         .unwrap_or("data")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
-    format!("{model}-{stem}-{}", utc_stamp(std::time::SystemTime::now(), false))
+    format!(
+        "{model}-{stem}-{}",
+        utc_stamp(std::time::SystemTime::now(), false)
+    )
 }
 
 /// `YYYYMMDD-HHMMSS` (compact) or RFC 3339 `YYYY-MM-DDTHH:MM:SSZ`.

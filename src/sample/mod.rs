@@ -14,9 +14,9 @@ use tracing::info;
 use crate::config::{Config, ModelConfig};
 use crate::data::Table;
 use crate::data::layout::Layout;
-use crate::models::tvae::Tvae;
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
+use crate::models::tvae::Tvae;
 use crate::run::manifest::read_verified;
 use crate::run::{self, Manifest};
 use crate::train::load_transformer;
@@ -93,10 +93,18 @@ pub fn generate(opts: &SampleOptions) -> Result<Table> {
     match &config.model {
         ModelConfig::Tvae(m) => {
             // Sampling runs without autodiff, so the model is in eval mode.
-            let model = crate::train::tvae::load(m, width, weights, &selected.device, &path)?.valid();
-            out = tvae_rows(&model, &layout, m.embedding_dim, opts.rows, batch, &mut rng, &selected.device, |b| {
-                pb.inc(b as u64)
-            });
+            let model =
+                crate::train::tvae::load(m, width, weights, &selected.device, &path)?.valid();
+            out = tvae_rows(
+                &model,
+                &layout,
+                m.embedding_dim,
+                opts.rows,
+                batch,
+                &mut rng,
+                &selected.device,
+                |b| pb.inc(b as u64),
+            );
         }
     }
     pb.finish_and_clear();
@@ -119,18 +127,33 @@ pub fn tvae_rows(
     mut on_batch: impl FnMut(usize),
 ) -> Vec<f32> {
     let width = layout.width();
-    let sigma: Vec<f32> = model.decoder.sigma.val().into_data().try_into_vec::<f32>().expect("f32 sigma");
+    let sigma: Vec<f32> = model
+        .decoder
+        .sigma
+        .val()
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("f32 sigma");
     let scalars: Vec<usize> = layout.scalars().map(|s| s.start).collect();
     let mut out = Vec::with_capacity(rows * width);
     let mut left = rows;
     while left > 0 {
         let b = left.min(batch);
-        let z: Vec<f32> = (0..b * embedding_dim).map(|_| StandardNormal.sample(rng)).collect();
+        let z: Vec<f32> = (0..b * embedding_dim)
+            .map(|_| StandardNormal.sample(rng))
+            .collect();
         let z = Tensor::<2>::from_data(TensorData::new(z, [b, embedding_dim]), device);
-        let mut block: Vec<f32> = model.decoder.forward(z).tanh().into_data().try_into_vec::<f32>().expect("f32 output");
+        let mut block: Vec<f32> = model
+            .decoder
+            .forward(z)
+            .tanh()
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 output");
         for r in 0..b {
             for &c in &scalars {
-                let noise = Normal::new(block[r * width + c], sigma[c]).expect("sigma is clamped positive");
+                let noise =
+                    Normal::new(block[r * width + c], sigma[c]).expect("sigma is clamped positive");
                 block[r * width + c] = noise.sample(rng);
             }
         }

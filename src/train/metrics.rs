@@ -32,10 +32,13 @@ impl Metrics {
         })?;
         for (i, line) in text.lines().enumerate().skip(1) {
             let row: std::result::Result<Vec<f64>, _> = line.split(',').map(str::parse).collect();
-            let row = row.ok().filter(|r| r.len() == m.header.len()).ok_or_else(|| Error::BadRun {
-                path: path.to_path_buf(),
-                message: format!("line {} of metrics.csv is malformed", i + 1),
-            })?;
+            let row = row
+                .ok()
+                .filter(|r| r.len() == m.header.len())
+                .ok_or_else(|| Error::BadRun {
+                    path: path.to_path_buf(),
+                    message: format!("line {} of metrics.csv is malformed", i + 1),
+                })?;
             if row[0] as usize <= max_epoch {
                 m.rows.push(row);
             }
@@ -58,7 +61,13 @@ impl Metrics {
             let cells: Vec<String> = row
                 .iter()
                 .enumerate()
-                .map(|(i, v)| if i == 0 { format!("{}", *v as usize) } else { format!("{v}") })
+                .map(|(i, v)| {
+                    if i == 0 {
+                        format!("{}", *v as usize)
+                    } else {
+                        format!("{v}")
+                    }
+                })
                 .collect();
             out.push_str(&cells.join(","));
             out.push('\n');

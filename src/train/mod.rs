@@ -155,7 +155,11 @@ fn resume(opts: &TrainOptions, id: &str, models_dir: &Path) -> Result<PathBuf> {
     let run = RunDir::open(&path);
     // The resolved config now names the new epoch target.
     run::atomic_write(&run.file(run::CONFIG), config.to_toml().as_bytes())?;
-    let metrics = Metrics::load(&path.join(run::METRICS), loss_names(&config.model), checkpoint.epoch)?;
+    let metrics = Metrics::load(
+        &path.join(run::METRICS),
+        loss_names(&config.model),
+        checkpoint.epoch,
+    )?;
     let mut manifest = manifest;
     manifest.epochs = config.train.epochs;
     manifest.device = selected.description.clone();
@@ -200,8 +204,15 @@ pub struct Prepared {
 }
 
 /// Read, check, fit (unless resuming) and encode the training table.
-fn prepare(config: &Config, config_path: &Path, fitted: Option<DataTransformer>) -> Result<Prepared> {
-    let seed = config.train.seed.expect("the seed is resolved before preparing data");
+fn prepare(
+    config: &Config,
+    config_path: &Path,
+    fitted: Option<DataTransformer>,
+) -> Result<Prepared> {
+    let seed = config
+        .train
+        .seed
+        .expect("the seed is resolved before preparing data");
     let t0 = Instant::now();
     let table = Table::read(&config.data.path, config.data.separator)?;
     let rows = table.n_rows();
@@ -211,7 +222,13 @@ fn prepare(config: &Config, config_path: &Path, fitted: Option<DataTransformer>)
         });
     }
     let schema = Schema::infer(&table, &config.data, config_path)?;
-    info!(rows, columns = schema.columns.len(), ignored = schema.ignored.len(), seconds = t0.elapsed().as_secs_f64(), "data read");
+    info!(
+        rows,
+        columns = schema.columns.len(),
+        ignored = schema.ignored.len(),
+        seconds = t0.elapsed().as_secs_f64(),
+        "data read"
+    );
     let transformer = match fitted {
         Some(t) => t,
         None => {
@@ -223,7 +240,11 @@ fn prepare(config: &Config, config_path: &Path, fitted: Option<DataTransformer>)
     };
     let t2 = Instant::now();
     let encoded = transformer.transform(&table, mix_seed(seed, TRANSFORM_STREAM));
-    info!(seconds = t2.elapsed().as_secs_f64(), width = transformer.layout().width(), "data encoded");
+    info!(
+        seconds = t2.elapsed().as_secs_f64(),
+        width = transformer.layout().width(),
+        "data encoded"
+    );
     Ok(Prepared {
         info: DataInfo {
             path: config.data.path.clone(),
@@ -257,7 +278,11 @@ impl Session {
     pub fn epoch_done(&mut self, epoch: usize, losses: &[f64], seconds: f64) -> Result<()> {
         self.metrics.push(epoch, losses, seconds);
         let names = &self.metrics.header[1..self.metrics.header.len() - 1];
-        let msg: Vec<String> = names.iter().zip(losses).map(|(n, v)| format!("{n} {v:.4}")).collect();
+        let msg: Vec<String> = names
+            .iter()
+            .zip(losses)
+            .map(|(n, v)| format!("{n} {v:.4}"))
+            .collect();
         self.progress.set_position(epoch as u64);
         self.progress.set_message(msg.join("  "));
         tracing::debug!(epoch, ?losses, seconds, "epoch done");
@@ -341,7 +366,9 @@ fn fit(
     resume: Option<ResumeState>,
 ) -> Result<PathBuf> {
     match &config.model {
-        ModelConfig::Tvae(m) => tvae::fit(m, &config.train, prepared, device, &mut session, resume)?,
+        ModelConfig::Tvae(m) => {
+            tvae::fit(m, &config.train, prepared, device, &mut session, resume)?
+        }
     }
     session.progress.finish_and_clear();
     let seconds: f64 = session.metrics.rows.iter().map(|r| r[r.len() - 1]).sum();

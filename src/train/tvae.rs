@@ -37,13 +37,21 @@ pub fn optimizer(m: &TvaeConfig) -> ModuleOptimizer {
 }
 
 /// Load a TVAE's weights from burnpack bytes onto `device`.
-pub fn load(m: &TvaeConfig, width: usize, bytes: Vec<u8>, device: &Device, run: &std::path::Path) -> Result<Tvae> {
+pub fn load(
+    m: &TvaeConfig,
+    width: usize,
+    bytes: Vec<u8>,
+    device: &Device,
+    run: &std::path::Path,
+) -> Result<Tvae> {
     let bad = |e: burn::store::RecordError| Error::BadRun {
         path: run.to_path_buf(),
         message: format!("the weights cannot be loaded: {e}"),
     };
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(bad)?;
-    tvae::init(m, width, device).try_load_record(record).map_err(bad)
+    tvae::init(m, width, device)
+        .try_load_record(record)
+        .map_err(bad)
 }
 
 pub fn fit(
@@ -76,7 +84,10 @@ pub fn fit(
         None => (tvae::init(m, width, &device), optimizer(m), 0),
     };
 
-    let data = Tensor::<2>::from_data(TensorData::new(prepared.encoded.clone(), [n, width]), &device);
+    let data = Tensor::<2>::from_data(
+        TensorData::new(prepared.encoded.clone(), [n, width]),
+        &device,
+    );
     let mask = Tensor::<1>::from_data(TensorData::new(layout.tanh_mask(), [width]), &device);
     let batch = train.batch_size.min(n);
     let emb = m.embedding_dim;
@@ -92,7 +103,9 @@ pub fn fit(
             let b = chunk.len();
             let idx = Tensor::<1, Int>::from_data(TensorData::new(chunk.to_vec(), [b]), &device);
             let x = data.clone().select(0, idx);
-            let eps: Vec<f32> = (0..b * emb).map(|_| StandardNormal.sample(&mut rng)).collect();
+            let eps: Vec<f32> = (0..b * emb)
+                .map(|_| StandardNormal.sample(&mut rng))
+                .collect();
             let eps = Tensor::<2>::from_data(TensorData::new(eps, [b, emb]), &device);
             let posterior = model.encoder.forward(x.clone());
             let recon = model.decoder.forward(posterior.sample(eps));

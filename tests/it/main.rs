@@ -37,7 +37,12 @@ pub fn stdout(o: &Output) -> String {
 
 /// Assert success and return the last line of stdout.
 pub fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "failed ({:?}):\n{}", o.status.code(), stderr(o));
+    assert!(
+        o.status.success(),
+        "failed ({:?}):\n{}",
+        o.status.code(),
+        stderr(o)
+    );
     stdout(o).lines().last().unwrap_or_default().to_string()
 }
 
@@ -46,7 +51,10 @@ pub fn user_error(o: &Output) -> String {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(1), "expected exit 1, stderr:\n{err}");
     assert!(err.contains("error: "), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err}"
+    );
     err
 }
 
@@ -60,6 +68,10 @@ pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// Entries of a directory (to check that failures leave nothing behind).
 pub fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }

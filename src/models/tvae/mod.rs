@@ -158,10 +158,17 @@ pub fn loss(
     let mask = tanh_mask.unsqueeze::<2>();
     let sigma2 = sigma.clone().unsqueeze::<2>();
     let diff = x.clone() - recon.clone().tanh();
-    let gaussian = (diff.powf_scalar(2.0) / sigma2.powf_scalar(2.0).mul_scalar(2.0) * mask.clone()).sum()
-        + (sigma.log() * mask.squeeze_dim::<1>(0)).sum().mul_scalar(n as f64);
+    let gaussian = (diff.powf_scalar(2.0) / sigma2.powf_scalar(2.0).mul_scalar(2.0) * mask.clone())
+        .sum()
+        + (sigma.log() * mask.squeeze_dim::<1>(0))
+            .sum()
+            .mul_scalar(n as f64);
     let mut cross_entropy: Option<Tensor<1>> = None;
-    for span in layout.spans().iter().filter(|s| s.activation == Activation::Softmax) {
+    for span in layout
+        .spans()
+        .iter()
+        .filter(|s| s.activation == Activation::Softmax)
+    {
         let logits = recon.clone().narrow(1, span.start, span.width);
         let target = x.clone().narrow(1, span.start, span.width);
         let ce = (activation::log_softmax(logits, 1) * target).sum().neg();
@@ -175,7 +182,8 @@ pub fn loss(
         None => gaussian,
     };
     let kl = posterior.kl();
-    let total = reconstruction.clone().mul_scalar(loss_factor / n as f64) + kl.clone().div_scalar(n as f64);
+    let total =
+        reconstruction.clone().mul_scalar(loss_factor / n as f64) + kl.clone().div_scalar(n as f64);
     TvaeLoss {
         total,
         reconstruction,
@@ -206,8 +214,16 @@ mod tests {
         let d = Device::flex();
         let layout = layout();
         // Two rows.
-        let x = t2(vec![0.5, 1., 0., 0., 0., 1., -0.2, 0., 1., 1., 0., 0.], [2, 6], &d);
-        let recon = t2(vec![0.3, 2., 0., 1., 0., 0., -1.0, 0., 0., 0., 2., 1.], [2, 6], &d);
+        let x = t2(
+            vec![0.5, 1., 0., 0., 0., 1., -0.2, 0., 1., 1., 0., 0.],
+            [2, 6],
+            &d,
+        );
+        let recon = t2(
+            vec![0.3, 2., 0., 1., 0., 0., -1.0, 0., 0., 0., 2., 1.],
+            [2, 6],
+            &d,
+        );
         let sigma = Tensor::<1>::from_floats([0.1, 0.5, 0.5, 0.5, 0.5, 0.5], &d);
         let posterior = Posterior {
             mu: t2(vec![0.5, -1.0, 0.0, 0.2], [2, 2], &d),
@@ -223,7 +239,8 @@ mod tests {
             let lse = logits.iter().map(|v| v.exp()).sum::<f64>().ln();
             lse - logits[k]
         };
-        let ce_total = ce(&[2., 0.], 0) + ce(&[1., 0., 0.], 2) + ce(&[0., 0.], 1) + ce(&[0., 2., 1.], 0);
+        let ce_total =
+            ce(&[2., 0.], 0) + ce(&[1., 0., 0.], 2) + ce(&[0., 0.], 1) + ce(&[0., 2., 1.], 0);
         let rec = gaussian + ce_total;
         let kl: f64 = [(0.5, 0.0), (-1.0, 0.1), (0.0, -0.3), (0.2, 0.0)]
             .iter()
@@ -232,9 +249,15 @@ mod tests {
         let total = 2.0 * rec / 2.0 + kl / 2.0;
 
         let got = |t: Tensor<1>| -> f64 { t.into_scalar::<f32>() as f64 };
-        assert!((got(l.reconstruction) - rec).abs() < 1e-4 * rec.abs(), "rec");
+        assert!(
+            (got(l.reconstruction) - rec).abs() < 1e-4 * rec.abs(),
+            "rec"
+        );
         assert!((got(l.kl) - kl).abs() < 1e-5, "kl");
-        assert!((got(l.total) - total).abs() < 1e-4 * total.abs(), "total {total}");
+        assert!(
+            (got(l.total) - total).abs() < 1e-4 * total.abs(),
+            "total {total}"
+        );
     }
 
     #[test]
@@ -244,12 +267,26 @@ mod tests {
         let d = Device::flex();
         let cfg = TvaeConfig::default();
         let model = init(&cfg, 6, &d);
-        let z = t2((0..256).map(|i| (i as f32 * 0.37).sin()).collect(), [2, 128], &d);
-        let before: Vec<f32> = model.decoder.forward(z.clone()).into_data().try_into_vec::<f32>().unwrap();
+        let z = t2(
+            (0..256).map(|i| (i as f32 * 0.37).sin()).collect(),
+            [2, 128],
+            &d,
+        );
+        let before: Vec<f32> = model
+            .decoder
+            .forward(z.clone())
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         let bytes = model.clone().into_record().into_bytes().unwrap();
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).unwrap();
         let fresh = init(&cfg, 6, &d).try_load_record(record).unwrap();
-        let after: Vec<f32> = fresh.decoder.forward(z).into_data().try_into_vec::<f32>().unwrap();
+        let after: Vec<f32> = fresh
+            .decoder
+            .forward(z)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         assert_eq!(before, after);
     }
 
@@ -257,8 +294,12 @@ mod tests {
     fn sigma_is_clamped_and_stays_trainable() {
         let d = Device::flex().autodiff();
         let mut model = init(&TvaeConfig::default(), 4, &d);
-        model.decoder.sigma = Param::from_tensor(Tensor::<1>::from_floats([0.001, 0.5, 3.0, 0.2], &d).require_grad());
-        let model = Tvae { encoder: model.encoder, decoder: model.decoder.clamp_sigma() };
+        model.decoder.sigma =
+            Param::from_tensor(Tensor::<1>::from_floats([0.001, 0.5, 3.0, 0.2], &d).require_grad());
+        let model = Tvae {
+            encoder: model.encoder,
+            decoder: model.decoder.clamp_sigma(),
+        };
         let s = model.decoder.sigma.val();
         assert!(s.is_require_grad());
         let v: Vec<f32> = s.into_data().try_into_vec::<f32>().unwrap();
