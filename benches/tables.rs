@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
@@ -105,7 +106,7 @@ fn main() {
                 &layout,
                 cfg.embedding_dim,
                 50_000,
-                500,
+                synthgen::sample::DEFAULT_BATCH,
                 &mut rng,
                 &plain,
                 |_| {},

@@ -174,34 +174,45 @@ impl DataTransformer {
     pub fn inverse(&self, data: &[f32], rows: usize) -> Table {
         let width = self.layout().width();
         assert_eq!(data.len(), rows * width, "data is [rows, width]");
-        let mut offset = 0;
-        let mut columns = Vec::with_capacity(self.columns.len());
-        for c in &self.columns {
-            let w = c.width();
-            let cell = |r: usize| &data[r * width + offset..r * width + offset + w];
-            let values = match &c.encoder {
-                Encoder::Continuous(e) => {
-                    let xs: Vec<Option<f64>> = (0..rows).map(|r| e.decode(cell(r))).collect();
-                    match c.dtype {
-                        DType::Int => {
-                            Values::Int(xs.iter().map(|x| x.map(|x| x.round() as i64)).collect())
+        let offsets: Vec<usize> = self
+            .columns
+            .iter()
+            .scan(0, |acc, c| {
+                let start = *acc;
+                *acc += c.width();
+                Some(start)
+            })
+            .collect();
+        let columns = self
+            .columns
+            .par_iter()
+            .zip(offsets)
+            .map(|(c, offset)| {
+                let w = c.width();
+                let cell = |r: usize| &data[r * width + offset..r * width + offset + w];
+                let values = match &c.encoder {
+                    Encoder::Continuous(e) => {
+                        let xs: Vec<Option<f64>> = (0..rows).map(|r| e.decode(cell(r))).collect();
+                        match c.dtype {
+                            DType::Int => Values::Int(
+                                xs.iter().map(|x| x.map(|x| x.round() as i64)).collect(),
+                            ),
+                            _ => Values::Float(xs),
                         }
-                        _ => Values::Float(xs),
                     }
+                    Encoder::Discrete(e) => {
+                        let keys: Vec<Option<&str>> = (0..rows)
+                            .map(|r| e.categories[argmax(cell(r))].as_deref())
+                            .collect();
+                        typed_from_keys(&keys, c.dtype)
+                    }
+                };
+                Column {
+                    name: c.name.clone(),
+                    values,
                 }
-                Encoder::Discrete(e) => {
-                    let keys: Vec<Option<&str>> = (0..rows)
-                        .map(|r| e.categories[argmax(cell(r))].as_deref())
-                        .collect();
-                    typed_from_keys(&keys, c.dtype)
-                }
-            };
-            columns.push(Column {
-                name: c.name.clone(),
-                values,
-            });
-            offset += w;
-        }
+            })
+            .collect();
         Table { columns }
     }
 }

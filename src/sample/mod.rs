@@ -21,6 +21,10 @@ use crate::run::manifest::read_verified;
 use crate::run::{self, Manifest};
 use crate::train::load_transformer;
 
+/// Rows generated per batch unless `--batch-size` says otherwise. Sampling runs in eval mode,
+/// so the batch size changes speed and memory, never the distribution.
+pub const DEFAULT_BATCH: usize = 10_000;
+
 /// What `sample` was asked to do.
 #[derive(Debug, Clone)]
 pub struct SampleOptions {
@@ -75,7 +79,7 @@ pub fn generate(opts: &SampleOptions) -> Result<Table> {
         s
     });
     let selected = device::select(opts.device.unwrap_or(config.train.device))?;
-    let batch = opts.batch_size.unwrap_or(config.train.batch_size);
+    let batch = opts.batch_size.unwrap_or(DEFAULT_BATCH);
     let layout = transformer.layout();
     let width = layout.width();
     let t0 = Instant::now();
@@ -143,17 +147,18 @@ pub fn tvae_rows(
             .map(|_| StandardNormal.sample(rng))
             .collect();
         let z = Tensor::<2>::from_data(TensorData::new(z, [b, embedding_dim]), device);
+        // Softmax spans are decoded by argmax, which tanh would not change: tanh is applied
+        // on the host to the scalar positions only.
         let mut block: Vec<f32> = model
             .decoder
             .forward(z)
-            .tanh()
             .into_data()
             .try_into_vec::<f32>()
             .expect("f32 output");
         for r in 0..b {
             for &c in &scalars {
-                let noise =
-                    Normal::new(block[r * width + c], sigma[c]).expect("sigma is clamped positive");
+                let mean = block[r * width + c].tanh();
+                let noise = Normal::new(mean, sigma[c]).expect("sigma is clamped positive");
                 block[r * width + c] = noise.sample(rng);
             }
         }
