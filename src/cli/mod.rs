@@ -75,6 +75,12 @@ pub struct SampleArgs {
     /// Rows generated per batch (default 10,000); changes speed and memory, not the rows' distribution.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Keep only rows where COLUMN has VALUE (a discrete column; repeatable: all must hold).
+    #[arg(long = "condition", value_name = "COLUMN=VALUE")]
+    pub conditions: Vec<String>,
+    /// Equal counts of each category of this discrete column (e.g. to augment a rare class).
+    #[arg(long, value_name = "COLUMN")]
+    pub balance: Option<String>,
     /// Device (default: the run's configured device).
     #[arg(long, value_enum)]
     pub device: Option<DeviceChoice>,
@@ -168,6 +174,8 @@ pub fn sample_main() -> ExitCode {
         batch_size: args.batch_size,
         device: args.device,
         models_dir: args.models_dir,
+        conditions: args.conditions,
+        balance: args.balance,
         quiet: args.verbosity.quiet,
     };
     match crate::sample::sample(&opts) {

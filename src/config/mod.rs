@@ -79,6 +79,7 @@ impl Default for TransformerConfig {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ModelConfig {
     Tvae(TvaeConfig),
+    Ctgan(CtganConfig),
 }
 
 impl ModelConfig {
@@ -86,6 +87,7 @@ impl ModelConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             ModelConfig::Tvae(_) => "tvae",
+            ModelConfig::Ctgan(_) => "ctgan",
         }
     }
 }
@@ -120,6 +122,60 @@ impl Default for TvaeConfig {
             learning_rate: 1e-3,
             weight_decay: 1e-5,
             epsilon: 1e-8,
+        }
+    }
+}
+
+/// CTGAN hyperparameters (Xu et al. 2019; defaults of the reference implementation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CtganConfig {
+    /// Width of the generator's noise input.
+    pub embedding_dim: usize,
+    /// Widths of the generator's residual blocks.
+    pub generator_dims: Vec<usize>,
+    /// Widths of the critic's hidden layers.
+    pub discriminator_dims: Vec<usize>,
+    /// Adam learning rate of the generator.
+    pub generator_lr: f64,
+    /// Adam learning rate of the critic.
+    pub discriminator_lr: f64,
+    /// Adam L2 weight decay (both networks).
+    pub weight_decay: f64,
+    /// Adam betas.
+    pub beta_1: f64,
+    pub beta_2: f64,
+    /// Adam epsilon (PyTorch's default; Burn's own default is 1e-5).
+    pub epsilon: f64,
+    /// Critic updates per generator update.
+    pub discriminator_steps: usize,
+    /// Rows the critic judges together (PacGAN); the batch size must be a multiple.
+    pub pac: usize,
+    /// Dropout after each critic hidden layer.
+    pub dropout: f64,
+    /// Gumbel-softmax temperature on one-hot spans.
+    pub gumbel_tau: f64,
+    /// Gradient-penalty weight lambda.
+    pub gradient_penalty: f64,
+}
+
+impl Default for CtganConfig {
+    fn default() -> Self {
+        Self {
+            embedding_dim: 128,
+            generator_dims: vec![256, 256],
+            discriminator_dims: vec![256, 256],
+            generator_lr: 2e-4,
+            discriminator_lr: 2e-4,
+            weight_decay: 1e-6,
+            beta_1: 0.5,
+            beta_2: 0.9,
+            epsilon: 1e-8,
+            discriminator_steps: 1,
+            pac: 10,
+            dropout: 0.5,
+            gumbel_tau: 0.2,
+            gradient_penalty: 10.0,
         }
     }
 }
@@ -213,25 +269,66 @@ impl Config {
                 )));
             }
         }
+        let positive = |key: &str, v: f64| {
+            if v > 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err(bad(format!("[model] {key} must be positive, got {v}")))
+            }
+        };
+        let widths = |dims: &[&Vec<usize>], embedding: usize| {
+            if embedding == 0 || dims.iter().any(|d| d.contains(&0)) {
+                Err(bad(
+                    "[model] embedding_dim and layer widths must be at least 1".into(),
+                ))
+            } else {
+                Ok(())
+            }
+        };
         match &self.model {
             ModelConfig::Tvae(m) => {
-                if m.embedding_dim == 0 {
-                    return Err(bad("[model] embedding_dim must be at least 1".into()));
-                }
-                if m.compress_dims.contains(&0) || m.decompress_dims.contains(&0) {
-                    return Err(bad("[model] layer widths must be at least 1".into()));
-                }
-                for (key, v) in [
-                    ("learning_rate", m.learning_rate),
-                    ("loss_factor", m.loss_factor),
-                    ("epsilon", m.epsilon),
-                ] {
-                    if !(v > 0.0 && v.is_finite()) {
-                        return Err(bad(format!("[model] {key} must be positive, got {v}")));
-                    }
-                }
+                widths(&[&m.compress_dims, &m.decompress_dims], m.embedding_dim)?;
+                positive("learning_rate", m.learning_rate)?;
+                positive("loss_factor", m.loss_factor)?;
+                positive("epsilon", m.epsilon)?;
                 if !(m.weight_decay >= 0.0 && m.weight_decay.is_finite()) {
                     return Err(bad("[model] weight_decay must be 0 or more".into()));
+                }
+            }
+            ModelConfig::Ctgan(m) => {
+                widths(&[&m.generator_dims, &m.discriminator_dims], m.embedding_dim)?;
+                if m.discriminator_dims.is_empty() {
+                    return Err(bad(
+                        "[model] discriminator_dims needs at least one layer".into()
+                    ));
+                }
+                positive("generator_lr", m.generator_lr)?;
+                positive("discriminator_lr", m.discriminator_lr)?;
+                positive("epsilon", m.epsilon)?;
+                positive("gumbel_tau", m.gumbel_tau)?;
+                if !(m.weight_decay >= 0.0 && m.weight_decay.is_finite()) {
+                    return Err(bad("[model] weight_decay must be 0 or more".into()));
+                }
+                if !(m.gradient_penalty >= 0.0 && m.gradient_penalty.is_finite()) {
+                    return Err(bad("[model] gradient_penalty must be 0 or more".into()));
+                }
+                for (key, v) in [
+                    ("beta_1", m.beta_1),
+                    ("beta_2", m.beta_2),
+                    ("dropout", m.dropout),
+                ] {
+                    if !(0.0..1.0).contains(&v) {
+                        return Err(bad(format!("[model] {key} must be in [0, 1), got {v}")));
+                    }
+                }
+                if m.discriminator_steps == 0 {
+                    return Err(bad("[model] discriminator_steps must be at least 1".into()));
+                }
+                if m.pac == 0 || t.batch_size % m.pac != 0 {
+                    return Err(bad(format!(
+                        "[train] batch_size ({}) must be a multiple of [model] pac ({})",
+                        t.batch_size, m.pac
+                    )));
                 }
             }
         }

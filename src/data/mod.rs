@@ -3,6 +3,7 @@
 pub mod gmm;
 pub mod io;
 pub mod layout;
+pub mod sampler;
 pub mod schema;
 pub mod transformer;
 

@@ -1,4 +1,12 @@
-//! Sampling: load a run, generate rows in batches, decode them, write them.
+//! Sampling: load a run, generate rows in batches, keep those that satisfy the conditions,
+//! decode them, write them.
+//!
+//! Conditions (`--condition col=value`, repeatable, AND) apply to discrete columns. CTGAN feeds
+//! the first one through its conditional vector; every condition is then checked on every row
+//! and rows that miss one are dropped and redrawn, so the output holds exactly what was asked.
+//! `--balance col` draws equal counts of each category of `col`.
+
+pub mod condition;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,26 +15,34 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Normal, StandardNormal};
 use tracing::info;
 
-use crate::config::{Config, ModelConfig};
-use crate::data::Table;
-use crate::data::layout::Layout;
+use crate::config::{Config, CtganConfig, ModelConfig};
+use crate::data::layout::{Activation, Layout};
+use crate::data::sampler::{CondSampler, Pick};
+use crate::data::{DataTransformer, Table};
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
+use crate::models::ctgan::Ctgan;
 use crate::models::tvae::Tvae;
 use crate::run::manifest::read_verified;
 use crate::run::{self, Manifest};
 use crate::train::load_transformer;
 
+pub use condition::{Condition, Resolved};
+
 /// Rows generated per batch unless `--batch-size` says otherwise. Sampling runs in eval mode,
 /// so the batch size changes speed and memory, never the distribution.
 pub const DEFAULT_BATCH: usize = 10_000;
 
+/// Draws at most this many rows per requested row before giving up on conditions.
+pub const MAX_DRAWS_PER_ROW: usize = 200;
+
 /// What `sample` was asked to do.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SampleOptions {
     pub checkpoint: String,
     pub rows: usize,
@@ -35,6 +51,10 @@ pub struct SampleOptions {
     pub batch_size: Option<usize>,
     pub device: Option<DeviceChoice>,
     pub models_dir: Option<PathBuf>,
+    /// `col=value` pairs, all of which every row must satisfy.
+    pub conditions: Vec<String>,
+    /// A discrete column whose categories come in equal counts.
+    pub balance: Option<String>,
     pub quiet: bool,
 }
 
@@ -47,7 +67,215 @@ pub fn sample(opts: &SampleOptions) -> Result<()> {
     Ok(())
 }
 
-/// Generate `rows` rows from a run as a table.
+/// A trained model ready to generate encoded rows.
+pub enum Sampler {
+    Tvae {
+        model: Tvae,
+        embedding_dim: usize,
+        sigma: Vec<f32>,
+    },
+    Ctgan {
+        model: Ctgan,
+        config: CtganConfig,
+        cond: CondSampler,
+    },
+}
+
+impl Sampler {
+    /// Load the model of a run onto `device`, in eval mode (no autodiff: dropout off,
+    /// BatchNorm on its running statistics).
+    pub fn load(
+        config: &Config,
+        transformer: &DataTransformer,
+        weights: Vec<u8>,
+        device: &Device,
+        run: &std::path::Path,
+    ) -> Result<Sampler> {
+        let width = transformer.layout().width();
+        Ok(match &config.model {
+            ModelConfig::Tvae(m) => {
+                let model = crate::train::tvae::load(m, width, weights, device, run)?.valid();
+                let sigma = model
+                    .decoder
+                    .sigma
+                    .val()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .expect("f32 sigma");
+                Sampler::Tvae {
+                    model,
+                    embedding_dim: m.embedding_dim,
+                    sigma,
+                }
+            }
+            ModelConfig::Ctgan(m) => {
+                let cond = CondSampler::new(transformer);
+                let model =
+                    crate::train::ctgan::load(m, width, cond.cond_dim(), weights, device, run)?
+                        .valid();
+                Sampler::Ctgan {
+                    model,
+                    config: m.clone(),
+                    cond,
+                }
+            }
+        })
+    }
+
+    /// The conditional-vector columns (CTGAN only).
+    pub fn cond(&self) -> Option<&CondSampler> {
+        match self {
+            Sampler::Ctgan { cond, .. } => Some(cond),
+            Sampler::Tvae { .. } => None,
+        }
+    }
+
+    /// `b` encoded rows `[b, layout.width()]`. `fixed`: a category for CTGAN's conditional
+    /// vector (otherwise drawn by the data's frequencies).
+    pub fn rows(
+        &self,
+        layout: &Layout,
+        b: usize,
+        fixed: Option<Pick>,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Vec<f32> {
+        let width = layout.width();
+        let normal = |n: usize, rng: &mut StdRng| -> Vec<f32> {
+            (0..n).map(|_| StandardNormal.sample(rng)).collect()
+        };
+        match self {
+            Sampler::Tvae {
+                model,
+                embedding_dim,
+                sigma,
+            } => {
+                let z = Tensor::<2>::from_data(
+                    TensorData::new(normal(b * embedding_dim, rng), [b, *embedding_dim]),
+                    device,
+                );
+                // Softmax spans are decoded by argmax, which tanh would not change: tanh is
+                // applied on the host to the scalar positions only.
+                let mut block = model
+                    .decoder
+                    .forward(z)
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .expect("f32 output");
+                // The decoder's likelihood: each tanh value is N(tanh x^, sigma) (reference TVAE).
+                let scalars: Vec<usize> = layout.scalars().map(|s| s.start).collect();
+                for r in 0..b {
+                    for &c in &scalars {
+                        let mean = block[r * width + c].tanh();
+                        let noise = Normal::new(mean, sigma[c]).expect("sigma is clamped positive");
+                        block[r * width + c] = noise.sample(rng);
+                    }
+                }
+                block
+            }
+            Sampler::Ctgan {
+                model,
+                config,
+                cond,
+            } => {
+                let emb = config.embedding_dim;
+                let z =
+                    Tensor::<2>::from_data(TensorData::new(normal(b * emb, rng), [b, emb]), device);
+                let input = if cond.cond_dim() > 0 {
+                    let picks: Vec<Pick> = match fixed {
+                        Some(p) => vec![p; b],
+                        None => cond.sample_original(b, rng),
+                    };
+                    let (c, _) = cond.encode(&picks);
+                    let c =
+                        Tensor::<2>::from_data(TensorData::new(c, [b, cond.cond_dim()]), device);
+                    Tensor::cat(vec![z, c], 1)
+                } else {
+                    z
+                };
+                let mut block = model
+                    .generator
+                    .forward(input)
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .expect("f32 output");
+                // tanh on scalars; on one-hot spans the argmax of Gumbel-perturbed logits, which
+                // is where the reference's Gumbel-softmax puts its maximum (Gumbel-max trick).
+                for r in 0..b {
+                    for s in layout.spans() {
+                        let cells = &mut block[r * width + s.start..r * width + s.end()];
+                        match s.activation {
+                            Activation::Tanh => cells[0] = cells[0].tanh(),
+                            Activation::Softmax => {
+                                for v in cells.iter_mut() {
+                                    let u: f64 = rng.random::<f64>().clamp(1e-12, 1.0 - 1e-12);
+                                    *v += -(-u.ln()).ln() as f32;
+                                }
+                            }
+                        }
+                    }
+                }
+                block
+            }
+        }
+    }
+}
+
+/// Draw `n` encoded rows satisfying every condition, in batches of `batch`.
+#[allow(clippy::too_many_arguments)]
+pub fn draw(
+    sampler: &Sampler,
+    layout: &Layout,
+    n: usize,
+    batch: usize,
+    conditions: &[Resolved],
+    rng: &mut StdRng,
+    device: &Device,
+    mut on_rows: impl FnMut(usize),
+) -> Result<Vec<f32>> {
+    let width = layout.width();
+    let fixed = conditions.iter().find_map(|c| c.pick);
+    let mut out = Vec::with_capacity(n * width);
+    let mut kept = 0;
+    let mut drawn = 0usize;
+    let limit = n.saturating_mul(MAX_DRAWS_PER_ROW).max(100_000);
+    while kept < n {
+        if drawn >= limit {
+            return Err(Error::Condition {
+                message: format!(
+                    "only {kept} of {n} rows satisfied the conditions after {drawn} draws (acceptance rate {:.4} %)",
+                    100.0 * kept as f64 / drawn as f64
+                ),
+                hint: "ask for fewer rows or fewer conditions, or train longer so that the model produces the combination".into(),
+            });
+        }
+        let b = if conditions.is_empty() {
+            (n - kept).min(batch)
+        } else {
+            batch
+        };
+        let block = sampler.rows(layout, b, fixed, rng, device);
+        drawn += b;
+        for row in block.chunks_exact(width) {
+            if kept < n && conditions.iter().all(|c| c.holds(row)) {
+                out.extend_from_slice(row);
+                kept += 1;
+                on_rows(1);
+            }
+        }
+    }
+    if !conditions.is_empty() {
+        info!(
+            kept,
+            drawn,
+            acceptance = kept as f64 / drawn as f64,
+            "conditions applied"
+        );
+    }
+    Ok(out)
+}
+
+/// Generate the rows a [`SampleOptions`] asks for, as a table.
 pub fn generate(opts: &SampleOptions) -> Result<Table> {
     if opts.rows == 0 {
         return Err(Error::Invalid {
@@ -71,6 +299,24 @@ pub fn generate(opts: &SampleOptions) -> Result<Table> {
     })?;
     let config = Config::parse(&text, &config_file)?;
     let transformer = load_transformer(&path)?;
+    let conditions: Vec<Condition> = opts
+        .conditions
+        .iter()
+        .map(|c| Condition::parse(c))
+        .collect::<Result<_>>()?;
+    let cond_sampler = match &config.model {
+        ModelConfig::Ctgan(_) => Some(CondSampler::new(&transformer)),
+        ModelConfig::Tvae(_) => None,
+    };
+    let resolved: Vec<Resolved> = conditions
+        .iter()
+        .map(|c| c.resolve(&transformer, cond_sampler.as_ref()))
+        .collect::<Result<_>>()?;
+    let balance = opts
+        .balance
+        .as_ref()
+        .map(|col| condition::balance_conditions(col, &transformer, cond_sampler.as_ref()))
+        .transpose()?;
     let checkpoint = manifest.checkpoint(&path)?;
     let weights = read_verified(&path, &checkpoint.weights, &checkpoint.weights_sha256)?;
     let seed = opts.seed.unwrap_or_else(|| {
@@ -81,8 +327,8 @@ pub fn generate(opts: &SampleOptions) -> Result<Table> {
     let selected = device::select(opts.device.unwrap_or(config.train.device))?;
     let batch = opts.batch_size.unwrap_or(DEFAULT_BATCH);
     let layout = transformer.layout();
-    let width = layout.width();
     let t0 = Instant::now();
+    let sampler = Sampler::load(&config, &transformer, weights, &selected.device, &path)?;
     let pb = ProgressBar::with_draw_target(Some(opts.rows as u64), ProgressDrawTarget::stderr());
     if opts.quiet {
         pb.set_draw_target(ProgressDrawTarget::hidden());
@@ -93,78 +339,50 @@ pub fn generate(opts: &SampleOptions) -> Result<Table> {
             .progress_chars("=> "),
     );
     let mut rng = StdRng::seed_from_u64(seed);
-    let out: Vec<f32>;
-    match &config.model {
-        ModelConfig::Tvae(m) => {
-            // Sampling runs without autodiff, so the model is in eval mode.
-            let model =
-                crate::train::tvae::load(m, width, weights, &selected.device, &path)?.valid();
-            out = tvae_rows(
-                &model,
-                &layout,
-                m.embedding_dim,
-                opts.rows,
-                batch,
-                &mut rng,
-                &selected.device,
-                |b| pb.inc(b as u64),
-            );
+    let width = layout.width();
+    let out = match balance {
+        None => draw(
+            &sampler,
+            &layout,
+            opts.rows,
+            batch,
+            &resolved,
+            &mut rng,
+            &selected.device,
+            |k| pb.inc(k as u64),
+        )?,
+        Some(groups) => {
+            // Equal counts per category; the first rows % k categories get one more.
+            let k = groups.len();
+            let mut all = Vec::with_capacity(opts.rows * width);
+            for (i, group) in groups.into_iter().enumerate() {
+                let n = opts.rows / k + usize::from(i < opts.rows % k);
+                if n == 0 {
+                    continue;
+                }
+                let mut conds = resolved.clone();
+                conds.insert(0, group);
+                all.extend(draw(
+                    &sampler,
+                    &layout,
+                    n,
+                    batch,
+                    &conds,
+                    &mut rng,
+                    &selected.device,
+                    |k| pb.inc(k as u64),
+                )?);
+            }
+            // Interleave the groups.
+            let mut order: Vec<usize> = (0..opts.rows).collect();
+            order.shuffle(&mut rng);
+            order
+                .iter()
+                .flat_map(|&r| all[r * width..(r + 1) * width].iter().copied())
+                .collect()
         }
-    }
+    };
     pb.finish_and_clear();
     info!(rows = opts.rows, seconds = t0.elapsed().as_secs_f64(), run = %path.display(), "sampled");
     Ok(transformer.inverse(&out, opts.rows))
-}
-
-/// Generate `rows` encoded rows `[rows, layout.width()]` from a TVAE in batches of `batch`:
-/// z ~ N(0, I), decode, tanh, then each tanh value drawn from N(tanh x^, sigma) as in the
-/// reference TVAE. `on_batch` is told each batch's size (for progress).
-#[allow(clippy::too_many_arguments)]
-pub fn tvae_rows(
-    model: &Tvae,
-    layout: &Layout,
-    embedding_dim: usize,
-    rows: usize,
-    batch: usize,
-    rng: &mut StdRng,
-    device: &Device,
-    mut on_batch: impl FnMut(usize),
-) -> Vec<f32> {
-    let width = layout.width();
-    let sigma: Vec<f32> = model
-        .decoder
-        .sigma
-        .val()
-        .into_data()
-        .try_into_vec::<f32>()
-        .expect("f32 sigma");
-    let scalars: Vec<usize> = layout.scalars().map(|s| s.start).collect();
-    let mut out = Vec::with_capacity(rows * width);
-    let mut left = rows;
-    while left > 0 {
-        let b = left.min(batch);
-        let z: Vec<f32> = (0..b * embedding_dim)
-            .map(|_| StandardNormal.sample(rng))
-            .collect();
-        let z = Tensor::<2>::from_data(TensorData::new(z, [b, embedding_dim]), device);
-        // Softmax spans are decoded by argmax, which tanh would not change: tanh is applied
-        // on the host to the scalar positions only.
-        let mut block: Vec<f32> = model
-            .decoder
-            .forward(z)
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("f32 output");
-        for r in 0..b {
-            for &c in &scalars {
-                let mean = block[r * width + c].tanh();
-                let noise = Normal::new(mean, sigma[c]).expect("sigma is clamped positive");
-                block[r * width + c] = noise.sample(rng);
-            }
-        }
-        out.extend_from_slice(&block);
-        left -= b;
-        on_batch(b);
-    }
-    out
 }

@@ -1,6 +1,7 @@
 //! Training: resolve the run (new or resumed), prepare the data, run the model's loop,
 //! checkpoint.
 
+pub mod ctgan;
 pub mod metrics;
 pub mod tvae;
 
@@ -341,6 +342,7 @@ impl Session {
 fn loss_names(model: &ModelConfig) -> &'static [&'static str] {
     match model {
         ModelConfig::Tvae(_) => tvae::LOSSES,
+        ModelConfig::Ctgan(_) => ctgan::LOSSES,
     }
 }
 
@@ -368,6 +370,9 @@ fn fit(
     match &config.model {
         ModelConfig::Tvae(m) => {
             tvae::fit(m, &config.train, prepared, device, &mut session, resume)?
+        }
+        ModelConfig::Ctgan(m) => {
+            ctgan::fit(m, &config.train, prepared, device, &mut session, resume)?
         }
     }
     session.progress.finish_and_clear();

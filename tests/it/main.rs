@@ -1,6 +1,7 @@
 //! Integration tests: the real binaries on the bundled real data.
 
 mod bad_input;
+mod ctgan;
 mod tables;
 
 use std::path::{Path, PathBuf};

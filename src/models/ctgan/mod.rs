@@ -1,0 +1,409 @@
+//! CTGAN (Xu et al. 2019, "Modeling Tabular Data using Conditional GAN"): a conditional
+//! generator of residual blocks and a PacGAN critic trained with WGAN-GP.
+//!
+//! Burn's autodiff is first-order only, so the gradient penalty cannot differentiate through
+//! a backward pass. The critic is Linear -> LeakyReLU -> Dropout -> ... -> Linear, so its input
+//! gradient is a product of the weight matrices and the same activation slopes and dropout masks
+//! as the forward pass ([`Critic::input_gradient`]); the penalty is built from those tensor ops
+//! and one ordinary backward differentiates it with respect to the weights.
+
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
+use burn::tensor::{Device, Tensor, activation};
+
+use crate::config::CtganConfig;
+use crate::data::layout::{Activation, Layout};
+
+/// Linear -> BatchNorm -> ReLU, concatenated with the block's input.
+#[derive(Module, Debug)]
+pub struct Residual {
+    fc: Linear,
+    bn: BatchNorm,
+    relu: Relu,
+}
+
+impl Residual {
+    /// x: [batch, i] -> [batch, o + i]
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let h = self
+            .relu
+            .forward(self.bn.forward(self.fc.forward(x.clone())));
+        Tensor::cat(vec![h, x], 1)
+    }
+}
+
+/// z + cond -> residual blocks -> Linear to the data width.
+#[derive(Module, Debug)]
+pub struct Generator {
+    blocks: Vec<Residual>,
+    out: Linear,
+}
+
+impl Generator {
+    /// input: [batch, embedding_dim + cond_dim] -> raw output [batch, data_dim]
+    pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        let mut h = input;
+        for b in &self.blocks {
+            h = b.forward(h);
+        }
+        self.out.forward(h)
+    }
+}
+
+/// The PacGAN critic: `pac` rows are judged together.
+#[derive(Module, Debug)]
+pub struct Critic {
+    hidden: Vec<Linear>,
+    out: Linear,
+    pac: usize,
+    slope: f64,
+}
+
+/// What a critic forward pass keeps for its input gradient.
+#[derive(Debug, Clone)]
+pub struct CriticPass {
+    /// [batch / pac, 1]
+    pub score: Tensor<2>,
+    /// Pre-activations of each hidden layer, [groups, width].
+    pre: Vec<Tensor<2>>,
+}
+
+impl Critic {
+    pub fn pac(&self) -> usize {
+        self.pac
+    }
+
+    /// Widths of the hidden layers (for drawing dropout masks).
+    pub fn hidden_dims(&self) -> Vec<usize> {
+        self.hidden.iter().map(|l| l.weight.dims()[1]).collect()
+    }
+
+    /// x: [batch, width] with batch a multiple of pac; `masks`: one dropout mask per hidden
+    /// layer, [batch / pac, hidden width], already scaled by 1 / (1 - p) (ones in eval mode).
+    pub fn forward(&self, x: Tensor<2>, masks: &[Tensor<2>]) -> CriticPass {
+        let [b, w] = x.dims();
+        let mut h = x.reshape([b / self.pac, w * self.pac]);
+        let mut pre = Vec::with_capacity(self.hidden.len());
+        for (layer, mask) in self.hidden.iter().zip(masks) {
+            let p = layer.forward(h);
+            h = activation::leaky_relu(p.clone(), self.slope) * mask.clone();
+            pre.push(p);
+        }
+        CriticPass {
+            score: self.out.forward(h),
+            pre,
+        }
+    }
+
+    /// The gradient of the summed scores with respect to the packed input,
+    /// [batch / pac, pac * width], as differentiable tensor ops of the weights:
+    /// delta_L = (s_L * m_L) * w_out^T; delta_l = (delta_{l+1} W_{l+1}^T) * s_l * m_l;
+    /// dD/dx = delta_1 W_1^T, where s_l is the LeakyReLU slope at the pre-activation
+    /// (1 or `slope`, a constant almost everywhere) and m_l the dropout mask.
+    pub fn input_gradient(&self, pass: &CriticPass, masks: &[Tensor<2>]) -> Tensor<2> {
+        let slope = |p: &Tensor<2>| {
+            p.clone()
+                .detach()
+                .greater_elem(0.0)
+                .float()
+                .mul_scalar(1.0 - self.slope)
+                .add_scalar(self.slope)
+        };
+        let n = self.hidden.len();
+        let w_out = self.out.weight.val().transpose(); // [1, h_L]
+        let mut delta = w_out * slope(&pass.pre[n - 1]) * masks[n - 1].clone();
+        for l in (0..n - 1).rev() {
+            let w_next = self.hidden[l + 1].weight.val().transpose(); // [h_{l+1}, h_l]
+            delta = delta.matmul(w_next) * slope(&pass.pre[l]) * masks[l].clone();
+        }
+        delta.matmul(self.hidden[0].weight.val().transpose())
+    }
+
+    /// WGAN-GP penalty lambda * mean over pac groups of (||dD/dx|| - 1)^2.
+    pub fn gradient_penalty(
+        &self,
+        pass: &CriticPass,
+        masks: &[Tensor<2>],
+        lambda: f64,
+    ) -> Tensor<1> {
+        let g = self.input_gradient(pass, masks);
+        let norm = g.powf_scalar(2.0).sum_dim(1).add_scalar(1e-12).sqrt();
+        norm.sub_scalar(1.0)
+            .powf_scalar(2.0)
+            .mean()
+            .mul_scalar(lambda)
+    }
+}
+
+/// Generator and critic; field names are checkpoint keys.
+#[derive(Module, Debug)]
+pub struct Ctgan {
+    pub generator: Generator,
+    pub critic: Critic,
+}
+
+impl Ctgan {
+    /// The weights as burnpack bytes. BatchNorm's running statistics hold their last update
+    /// apart until they are synchronized, and a record taken directly would miss it; `valid()`
+    /// synchronizes them (parameter ids are kept, so optimizer state still matches).
+    pub fn to_bytes(&self) -> Result<burn::tensor::Bytes, burn::store::RecordError> {
+        self.valid().into_record().into_bytes()
+    }
+}
+
+/// Build a CTGAN for rows of width `data_dim` and conditional vectors of width `cond_dim`.
+pub fn init(config: &CtganConfig, data_dim: usize, cond_dim: usize, device: &Device) -> Ctgan {
+    let mut blocks = Vec::new();
+    let mut d = config.embedding_dim + cond_dim;
+    for &h in &config.generator_dims {
+        blocks.push(Residual {
+            fc: LinearConfig::new(d, h).init(device),
+            bn: BatchNormConfig::new(h).init(device),
+            relu: Relu::new(),
+        });
+        d += h;
+    }
+    let generator = Generator {
+        blocks,
+        out: LinearConfig::new(d, data_dim).init(device),
+    };
+    let mut hidden = Vec::new();
+    let mut d = (data_dim + cond_dim) * config.pac;
+    for &h in &config.discriminator_dims {
+        hidden.push(LinearConfig::new(d, h).init(device));
+        d = h;
+    }
+    let critic = Critic {
+        hidden,
+        out: LinearConfig::new(d, 1).init(device),
+        pac: config.pac,
+        slope: 0.2,
+    };
+    Ctgan { generator, critic }
+}
+
+/// Apply the layout's activations to raw generator output: tanh on scalar spans,
+/// Gumbel-softmax with temperature `tau` on softmax spans (`gumbel`: [batch, width] of
+/// Gumbel(0, 1) noise; zeros give a plain softmax).
+pub fn activate(raw: Tensor<2>, layout: &Layout, gumbel: Tensor<2>, tau: f64) -> Tensor<2> {
+    let parts: Vec<Tensor<2>> = layout
+        .spans()
+        .iter()
+        .map(|s| {
+            let x = raw.clone().narrow(1, s.start, s.width);
+            match s.activation {
+                Activation::Tanh => x.tanh(),
+                Activation::Softmax => {
+                    let g = gumbel.clone().narrow(1, s.start, s.width);
+                    activation::softmax((x + g).div_scalar(tau), 1)
+                }
+            }
+        })
+        .collect();
+    Tensor::cat(parts, 1)
+}
+
+/// The generator's conditioning loss: cross-entropy of each discrete column's raw logits
+/// against the category in the conditional vector, counted only for the conditioned column
+/// (`mask`: [batch, n_discrete]), summed and divided by the batch size.
+///
+/// `spans`: for each discrete column, (its offset in the data layout, its offset in the
+/// conditional vector, its width).
+pub fn condition_loss(
+    raw: Tensor<2>,
+    cond: Tensor<2>,
+    mask: Tensor<2>,
+    spans: &[(usize, usize, usize)],
+) -> Tensor<1> {
+    let [b, _] = raw.dims();
+    let per_column: Vec<Tensor<2>> = spans
+        .iter()
+        .map(|&(data_start, cond_start, width)| {
+            let logits = raw.clone().narrow(1, data_start, width);
+            let target = cond.clone().narrow(1, cond_start, width);
+            (activation::log_softmax(logits, 1) * target)
+                .sum_dim(1)
+                .neg()
+        })
+        .collect();
+    (Tensor::cat(per_column, 1) * mask)
+        .sum()
+        .div_scalar(b as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+    use burn::tensor::TensorData;
+
+    fn t2(v: Vec<f32>, shape: [usize; 2], d: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(v, shape), d)
+    }
+
+    fn values(seed: u32, n: usize) -> Vec<f32> {
+        // A fixed, irregular sequence in [-1, 1].
+        (0..n)
+            .map(|i| ((i as f32 + 1.0) * 0.7548 + seed as f32 * 0.5698).sin())
+            .collect()
+    }
+
+    /// A small critic: 2 rows of 3 values packed (pac 2), hidden [5, 4].
+    fn critic(d: &Device) -> (Critic, Vec<Tensor<2>>, Tensor<2>) {
+        let config = CtganConfig {
+            discriminator_dims: vec![5, 4],
+            pac: 2,
+            ..CtganConfig::default()
+        };
+        let model = init(&config, 2, 1, d);
+        let masks = vec![
+            t2(vec![2., 0., 2., 2., 0., 2., 2., 2., 0., 2.], [2, 5], d),
+            t2(vec![2., 2., 0., 2., 0., 2., 2., 2.], [2, 4], d),
+        ];
+        let x = t2(values(1, 12), [4, 3], d);
+        (model.critic, masks, x)
+    }
+
+    fn total(critic: &Critic, x: Tensor<2>, masks: &[Tensor<2>]) -> f64 {
+        f64::from(critic.forward(x, masks).score.sum().into_scalar::<f32>())
+    }
+
+    #[test]
+    fn input_gradient_matches_finite_differences() {
+        let d = Device::flex();
+        let (critic, masks, x) = critic(&d);
+        let pass = critic.forward(x.clone(), &masks);
+        let grad: Vec<f32> = critic
+            .input_gradient(&pass, &masks)
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+        assert_eq!(grad.len(), 12, "[groups, pac * width]");
+        let base: Vec<f32> = x.into_data().try_into_vec().unwrap();
+        let eps = 1e-3;
+        for i in 0..12 {
+            // Packed position i of group g is row 2g + i / 3 (within the group), column i % 3.
+            let (group, within) = (i / 6, i % 6);
+            let flat = (2 * group + within / 3) * 3 + within % 3;
+            let mut plus = base.clone();
+            plus[flat] += eps;
+            let mut minus = base.clone();
+            minus[flat] -= eps;
+            let fd = (total(&critic, t2(plus, [4, 3], &d), &masks)
+                - total(&critic, t2(minus, [4, 3], &d), &masks))
+                / (2.0 * f64::from(eps));
+            let g = f64::from(grad[group * 6 + within]);
+            assert!(
+                (fd - g).abs() < 2e-3,
+                "position {i}: finite difference {fd}, explicit {g}"
+            );
+        }
+    }
+
+    #[test]
+    fn penalty_gradient_matches_finite_differences() {
+        let d = Device::flex().autodiff();
+        let (mut critic, masks, x) = critic(&d);
+        let w = critic.hidden[0].weight.val().detach();
+        let [rows, cols] = w.dims();
+        critic.hidden[0].weight = Param::from_tensor(w.clone().require_grad());
+        let penalty = |c: &Critic| {
+            let pass = c.forward(x.clone(), &masks);
+            c.gradient_penalty(&pass, &masks, 10.0)
+        };
+        let p = penalty(&critic);
+        let grads = p.backward();
+        let analytic: Vec<f32> = critic.hidden[0]
+            .weight
+            .val()
+            .grad(&grads)
+            .expect("the first weight gets a gradient")
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+        let base: Vec<f32> = w.into_data().try_into_vec().unwrap();
+        let eps = 1e-3f32;
+        let at = |v: Vec<f32>| {
+            let mut c = critic.clone();
+            c.hidden[0].weight = Param::from_tensor(t2(v, [rows, cols], &d));
+            f64::from(penalty(&c).into_scalar::<f32>())
+        };
+        for i in (0..rows * cols).step_by(3) {
+            let mut plus = base.clone();
+            plus[i] += eps;
+            let mut minus = base.clone();
+            minus[i] -= eps;
+            let fd = (at(plus) - at(minus)) / (2.0 * f64::from(eps));
+            let g = f64::from(analytic[i]);
+            assert!(
+                (fd - g).abs() < 1e-2 * (1.0 + g.abs()),
+                "weight {i}: finite difference {fd}, autodiff {g}"
+            );
+        }
+    }
+
+    #[test]
+    fn generator_output_does_not_depend_on_the_batch_in_eval_mode() {
+        let d = Device::flex();
+        let model = init(&CtganConfig::default(), 7, 3, &d).valid();
+        let input = t2(values(2, 4 * 131), [4, 131], &d);
+        let all: Vec<f32> = model
+            .generator
+            .forward(input.clone())
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+        let first: Vec<f32> = model
+            .generator
+            .forward(input.narrow(0, 0, 1))
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+        for (a, b) in all[..7].iter().zip(&first) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+    use burn::store::ModuleRecord;
+    use burn::tensor::{Bytes, TensorData};
+
+    #[test]
+    fn saved_and_loaded_weights_keep_batchnorm_statistics() {
+        let ad = Device::flex().autodiff();
+        let config = CtganConfig::default();
+        let model = init(&config, 7, 3, &ad);
+        // A training-mode forward updates the running statistics.
+        let x: Vec<f32> = (0..8 * 131)
+            .map(|i| (i as f32 * 0.37).sin() * 3.0 + 1.0)
+            .collect();
+        let _ = model
+            .generator
+            .forward(Tensor::from_data(TensorData::new(x.clone(), [8, 131]), &ad));
+        let bytes = model.to_bytes().unwrap();
+        let d = Device::flex();
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).unwrap();
+        let loaded = init(&config, 7, 3, &d)
+            .try_load_record(record)
+            .unwrap()
+            .valid();
+        let input = Tensor::<2>::from_data(TensorData::new(x, [8, 131]), &d);
+        let a: Vec<f32> = model
+            .valid()
+            .generator
+            .forward(input.clone())
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+        let b: Vec<f32> = loaded
+            .generator
+            .forward(input)
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,285 @@
+//! The CTGAN loop (Xu et al. 2019, algorithm 1): `discriminator_steps` critic updates with
+//! WGAN-GP, then one generator update with the conditioning loss; rows / batch steps per epoch.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::config::{CtganConfig, TrainConfig};
+use crate::data::sampler::{CondSampler, Pick};
+use crate::data::transformer::mix_seed;
+use crate::error::{Error, Result};
+use crate::models::ctgan::{self, Critic, Ctgan};
+use crate::train::{Prepared, ResumeState, Session};
+
+/// Columns of metrics.csv besides epoch and seconds.
+pub const LOSSES: &[&str] = &["generator", "critic", "penalty"];
+
+const INIT_STREAM: u64 = 0xc7a1;
+const EPOCH_STREAM: u64 = 0x9a7e;
+
+/// Adam(betas, epsilon, weight decay) shared by generator and critic: each step passes only
+/// one network's gradients, and Adam's state is kept per parameter.
+pub fn optimizer(m: &CtganConfig) -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_beta_1(m.beta_1 as f32)
+        .with_beta_2(m.beta_2 as f32)
+        .with_epsilon(m.epsilon as f32)
+        .with_weight_decay(Some(WeightDecayConfig::new(m.weight_decay as f32)))
+        .init()
+}
+
+/// Load a CTGAN's weights from burnpack bytes onto `device`.
+pub fn load(
+    m: &CtganConfig,
+    width: usize,
+    cond_dim: usize,
+    bytes: Vec<u8>,
+    device: &Device,
+    run: &std::path::Path,
+) -> Result<Ctgan> {
+    let bad = |e: burn::store::RecordError| Error::BadRun {
+        path: run.to_path_buf(),
+        message: format!("the weights cannot be loaded: {e}"),
+    };
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(bad)?;
+    ctgan::init(m, width, cond_dim, device)
+        .try_load_record(record)
+        .map_err(bad)
+}
+
+/// Host-side randomness for one batch, turned into tensors.
+struct Batch<'a> {
+    device: &'a Device,
+    rng: &'a mut StdRng,
+}
+
+impl Batch<'_> {
+    fn tensor(&self, data: Vec<f32>, shape: [usize; 2]) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(data, shape), self.device)
+    }
+
+    fn normal(&mut self, rows: usize, cols: usize) -> Tensor<2> {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|_| StandardNormal.sample(&mut *self.rng))
+            .collect();
+        self.tensor(v, [rows, cols])
+    }
+
+    /// Gumbel(0, 1) noise: -ln(-ln u).
+    fn gumbel(&mut self, rows: usize, cols: usize) -> Tensor<2> {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|_| {
+                let u: f64 = self.rng.random::<f64>().clamp(1e-12, 1.0 - 1e-12);
+                -(-u.ln()).ln() as f32
+            })
+            .collect();
+        self.tensor(v, [rows, cols])
+    }
+
+    /// One dropout mask per hidden layer: Bernoulli(1 - p) / (1 - p).
+    fn dropout(&mut self, critic: &Critic, groups: usize, p: f64) -> Vec<Tensor<2>> {
+        critic
+            .hidden_dims()
+            .into_iter()
+            .map(|h| {
+                let keep = (1.0 / (1.0 - p)) as f32;
+                let v: Vec<f32> = (0..groups * h)
+                    .map(|_| {
+                        if self.rng.random::<f64>() < p {
+                            0.0
+                        } else {
+                            keep
+                        }
+                    })
+                    .collect();
+                self.tensor(v, [groups, h])
+            })
+            .collect()
+    }
+}
+
+pub fn fit(
+    m: &CtganConfig,
+    train: &TrainConfig,
+    prepared: &Prepared,
+    device: &Device,
+    session: &mut Session,
+    resume: Option<ResumeState>,
+) -> Result<()> {
+    let seed = train.seed.expect("resolved seed");
+    let layout = prepared.transformer.layout();
+    let width = layout.width();
+    let n = prepared.rows;
+    let device = device.clone().autodiff();
+    device.seed(mix_seed(seed, INIT_STREAM));
+    let sampler = CondSampler::new(&prepared.transformer).with_rows(&prepared.encoded, n, width);
+    let cond_dim = sampler.cond_dim();
+    let spans = sampler.spans();
+
+    let (mut model, mut optim, start) = match resume {
+        Some(state) => {
+            let run = session.run.path.clone();
+            let model = load(m, width, cond_dim, state.weights, &device, &run)?;
+            let optim = optimizer(m)
+                .from_bytes(Bytes::from_bytes_vec(state.optimizer))
+                .map_err(|e| Error::BadRun {
+                    path: run.clone(),
+                    message: format!("the optimizer state cannot be loaded: {e}"),
+                })?;
+            (model, optim, state.epoch)
+        }
+        None => (ctgan::init(m, width, cond_dim, &device), optimizer(m), 0),
+    };
+
+    let data = Tensor::<2>::from_data(
+        TensorData::new(prepared.encoded.clone(), [n, width]),
+        &device,
+    );
+    let batch = train.batch_size;
+    let pac = m.pac;
+    let groups = batch / pac;
+    let steps = (n / batch).max(1);
+    let emb = m.embedding_dim;
+
+    for epoch in start + 1..=train.epochs {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(mix_seed(seed, EPOCH_STREAM + epoch as u64));
+        let mut host = Batch {
+            device: &device,
+            rng: &mut rng,
+        };
+        let mut sums: Option<Tensor<1>> = None;
+        for _ in 0..steps {
+            let mut critic_losses: Option<Tensor<1>> = None;
+            for _ in 0..m.discriminator_steps {
+                let z = host.normal(batch, emb);
+                let (fake_in, real_idx, cond, cond_real) = if cond_dim > 0 {
+                    let picks = sampler.sample_train(batch, host.rng);
+                    let mut perm: Vec<usize> = (0..batch).collect();
+                    perm.shuffle(host.rng);
+                    let real_picks: Vec<Pick> = perm.iter().map(|&i| picks[i]).collect();
+                    let real_idx = sampler.real_rows(&real_picks, host.rng);
+                    let (c1, _) = sampler.encode(&picks);
+                    let (c2, _) = sampler.encode(&real_picks);
+                    let c1 = host.tensor(c1, [batch, cond_dim]);
+                    let c2 = host.tensor(c2, [batch, cond_dim]);
+                    (
+                        Tensor::cat(vec![z, c1.clone()], 1),
+                        real_idx,
+                        Some(c1),
+                        Some(c2),
+                    )
+                } else {
+                    (z, sampler.uniform_rows(batch, host.rng), None, None)
+                };
+                let gumbel = host.gumbel(batch, width);
+                let fake = ctgan::activate(
+                    model.generator.forward(fake_in),
+                    &layout,
+                    gumbel,
+                    m.gumbel_tau,
+                )
+                .detach();
+                let idx = Tensor::<1, Int>::from_data(TensorData::new(real_idx, [batch]), &device);
+                let real = data.clone().select(0, idx);
+                let (real, fake) = match (cond_real, cond) {
+                    (Some(c2), Some(c1)) => (
+                        Tensor::cat(vec![real, c2], 1),
+                        Tensor::cat(vec![fake, c1], 1),
+                    ),
+                    _ => (real, fake),
+                };
+                let masks_real = host.dropout(&model.critic, groups, m.dropout);
+                let masks_fake = host.dropout(&model.critic, groups, m.dropout);
+                let masks_mix = host.dropout(&model.critic, groups, m.dropout);
+                // One interpolation weight per pac group.
+                let alpha: Vec<f32> = (0..groups)
+                    .flat_map(|_| std::iter::repeat_n(host.rng.random::<f32>(), pac))
+                    .collect();
+                let alpha = host.tensor(alpha, [batch, 1]);
+                let mixed =
+                    real.clone() * alpha.clone() + fake.clone() * alpha.neg().add_scalar(1.0);
+                let y_real = model.critic.forward(real, &masks_real).score.mean();
+                let y_fake = model.critic.forward(fake, &masks_fake).score.mean();
+                let pass = model.critic.forward(mixed, &masks_mix);
+                let penalty = model
+                    .critic
+                    .gradient_penalty(&pass, &masks_mix, m.gradient_penalty);
+                let loss_d = y_fake - y_real + penalty.clone();
+                let figures = Tensor::cat(vec![loss_d.clone().detach(), penalty.detach()], 0);
+                critic_losses = Some(match critic_losses {
+                    Some(s) => s + figures,
+                    None => figures,
+                });
+                let grads = GradientsParams::from_grads(loss_d.backward(), &model.critic);
+                model = optim.step(m.discriminator_lr, model, grads);
+            }
+
+            let z = host.normal(batch, emb);
+            let (input, cond_parts) = if cond_dim > 0 {
+                let picks = sampler.sample_train(batch, host.rng);
+                let (c1, mask) = sampler.encode(&picks);
+                let c1 = host.tensor(c1, [batch, cond_dim]);
+                let mask = host.tensor(mask, [batch, spans.len()]);
+                (Tensor::cat(vec![z, c1.clone()], 1), Some((c1, mask)))
+            } else {
+                (z, None)
+            };
+            let raw = model.generator.forward(input);
+            let gumbel = host.gumbel(batch, width);
+            let fake = ctgan::activate(raw.clone(), &layout, gumbel, m.gumbel_tau);
+            let masks = host.dropout(&model.critic, groups, m.dropout);
+            let (critic_in, conditioning) = match cond_parts {
+                Some((c1, mask)) => (
+                    Tensor::cat(vec![fake, c1.clone()], 1),
+                    Some(ctgan::condition_loss(raw, c1, mask, &spans)),
+                ),
+                None => (fake, None),
+            };
+            let y_fake = model.critic.forward(critic_in, &masks).score.mean();
+            let loss_g = match conditioning {
+                Some(c) => y_fake.neg() + c,
+                None => y_fake.neg(),
+            };
+            let critic_mean = critic_losses
+                .expect("at least one critic step")
+                .div_scalar(m.discriminator_steps as f64);
+            let figures = Tensor::cat(vec![loss_g.clone().detach(), critic_mean], 0);
+            sums = Some(match sums {
+                Some(s) => s + figures,
+                None => figures,
+            });
+            let grads = GradientsParams::from_grads(loss_g.backward(), &model.generator);
+            model = optim.step(m.generator_lr, model, grads);
+        }
+        let sums: Vec<f32> = sums
+            .expect("an epoch has at least one step")
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 losses");
+        let losses: Vec<f64> = sums.iter().map(|&v| f64::from(v) / steps as f64).collect();
+        session.check_finite(epoch, LOSSES, &losses)?;
+        session.epoch_done(epoch, &losses, t0.elapsed().as_secs_f64())?;
+        if epoch % train.checkpoint_every == 0 || epoch == train.epochs {
+            let weights = model.to_bytes().map_err(|e| Error::Write {
+                path: session.run.path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let optim_bytes = optim.into_bytes().map_err(|e| Error::Write {
+                path: session.run.path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            session.checkpoint(epoch, &weights, &optim_bytes)?;
+        }
+    }
+    Ok(())
+}
