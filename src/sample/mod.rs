@@ -21,7 +21,7 @@ use rand_distr::{Distribution, Normal, StandardNormal};
 use tracing::info;
 
 use crate::config::{Config, CtganConfig, ModelConfig};
-use crate::data::layout::{Activation, Layout};
+use crate::data::layout::Layout;
 use crate::data::sampler::{CondSampler, Pick};
 use crate::data::{DataTransformer, Table};
 use crate::device::{self, DeviceChoice};
@@ -193,32 +193,38 @@ impl Sampler {
                 } else {
                     z
                 };
-                let mut block = model
-                    .generator
-                    .forward(input)
+                // tanh on scalars; on one-hot spans the argmax of Gumbel-perturbed logits, which
+                // is where the reference's Gumbel-softmax puts its maximum (Gumbel-max trick).
+                // The noise is drawn on the device (seeded in `generate`).
+                let u = Tensor::<2>::random(
+                    [b, width],
+                    burn::tensor::Distribution::Uniform(1e-12, 1.0),
+                    device,
+                );
+                let gumbel = u.log().neg().log().neg();
+                let mask = Tensor::<2>::from_data(
+                    TensorData::new(softmax_mask(layout), [1, width]),
+                    device,
+                );
+                let mut block = (model.generator.forward(input) + gumbel * mask)
                     .into_data()
                     .try_into_vec::<f32>()
                     .expect("f32 output");
-                // tanh on scalars; on one-hot spans the argmax of Gumbel-perturbed logits, which
-                // is where the reference's Gumbel-softmax puts its maximum (Gumbel-max trick).
-                for r in 0..b {
-                    for s in layout.spans() {
-                        let cells = &mut block[r * width + s.start..r * width + s.end()];
-                        match s.activation {
-                            Activation::Tanh => cells[0] = cells[0].tanh(),
-                            Activation::Softmax => {
-                                for v in cells.iter_mut() {
-                                    let u: f64 = rng.random::<f64>().clamp(1e-12, 1.0 - 1e-12);
-                                    *v += -(-u.ln()).ln() as f32;
-                                }
-                            }
-                        }
+                let scalars: Vec<usize> = layout.scalars().map(|s| s.start).collect();
+                for row in block.chunks_exact_mut(width) {
+                    for &c in &scalars {
+                        row[c] = row[c].tanh();
                     }
                 }
                 block
             }
         }
     }
+}
+
+/// 1 at the positions of softmax spans, 0 at tanh positions.
+fn softmax_mask(layout: &Layout) -> Vec<f32> {
+    layout.tanh_mask().iter().map(|m| 1.0 - m).collect()
 }
 
 /// Draw `n` encoded rows satisfying every condition, in batches of `batch`.
@@ -255,9 +261,12 @@ pub fn draw(
             batch
         };
         let block = sampler.rows(layout, b, fixed, rng, device);
-        drawn += b;
         for row in block.chunks_exact(width) {
-            if kept < n && conditions.iter().all(|c| c.holds(row)) {
+            if kept == n {
+                break;
+            }
+            drawn += 1;
+            if conditions.iter().all(|c| c.holds(row)) {
                 out.extend_from_slice(row);
                 kept += 1;
                 on_rows(1);
@@ -339,6 +348,7 @@ pub fn generate(opts: &SampleOptions) -> Result<Table> {
             .progress_chars("=> "),
     );
     let mut rng = StdRng::seed_from_u64(seed);
+    selected.device.seed(seed);
     let width = layout.width();
     let out = match balance {
         None => draw(
