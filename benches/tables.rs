@@ -97,20 +97,34 @@ fn main() {
     );
 
     let plain = Device::flex();
-    let sampler = model.valid();
+    let model = model.valid();
+    let sigma = model
+        .decoder
+        .sigma
+        .val()
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let sampler = synthgen::sample::Sampler::Tvae {
+        model,
+        embedding_dim: cfg.embedding_dim,
+        sigma,
+    };
     let sample = median(
         || {
             let mut rng = StdRng::seed_from_u64(1);
-            let rows = synthgen::sample::tvae_rows(
+            plain.seed(1);
+            let rows = synthgen::sample::draw(
                 &sampler,
                 &layout,
-                cfg.embedding_dim,
                 50_000,
                 synthgen::sample::DEFAULT_BATCH,
+                &[],
                 &mut rng,
                 &plain,
                 |_| {},
-            );
+            )
+            .unwrap();
             drop(transformer.inverse(&rows, 50_000));
         },
         5,

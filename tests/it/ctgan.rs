@@ -200,6 +200,13 @@ fn ctgan_on_a_slice_of_bank_marketing_with_a_rare_class_rebalanced() {
         &models,
         &["--config", cfg.to_str().unwrap(), "--run-id", "b", "-q"],
     ));
+    ok(&run(
+        "train",
+        &models,
+        &["--resume", "b", "--epochs", "3", "-q"],
+    ));
+    let metrics = std::fs::read_to_string(models.join("b/metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 4, "{metrics}");
     let t = sample(
         &models,
         "b",
