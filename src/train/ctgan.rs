@@ -3,11 +3,9 @@
 
 use std::time::Instant;
 
-use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -16,7 +14,7 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::config::{CtganConfig, TrainConfig};
 use crate::data::sampler::{CondSampler, Pick};
 use crate::data::transformer::mix_seed;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::ctgan::{self, Critic, Ctgan};
 use crate::train::{Prepared, ResumeState, Session};
 
@@ -46,14 +44,7 @@ pub fn load(
     device: &Device,
     run: &std::path::Path,
 ) -> Result<Ctgan> {
-    let bad = |e: burn::store::RecordError| Error::BadRun {
-        path: run.to_path_buf(),
-        message: format!("the weights cannot be loaded: {e}"),
-    };
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(bad)?;
-    ctgan::init(m, width, cond_dim, device)
-        .try_load_record(record)
-        .map_err(bad)
+    super::load_weights(ctgan::init(m, width, cond_dim, device), bytes, run)
 }
 
 /// Host-side randomness for one batch, turned into tensors.
@@ -129,12 +120,7 @@ pub fn fit(
         Some(state) => {
             let run = session.run.path.clone();
             let model = load(m, width, cond_dim, state.weights, &device, &run)?;
-            let optim = optimizer(m)
-                .from_bytes(Bytes::from_bytes_vec(state.optimizer))
-                .map_err(|e| Error::BadRun {
-                    path: run.clone(),
-                    message: format!("the optimizer state cannot be loaded: {e}"),
-                })?;
+            let optim = super::load_optimizer(optimizer(m), state.optimizer, &run)?;
             (model, optim, state.epoch)
         }
         None => (ctgan::init(m, width, cond_dim, &device), optimizer(m), 0),
@@ -269,17 +255,7 @@ pub fn fit(
         let losses: Vec<f64> = sums.iter().map(|&v| f64::from(v) / steps as f64).collect();
         session.check_finite(epoch, LOSSES, &losses)?;
         session.epoch_done(epoch, &losses, t0.elapsed().as_secs_f64())?;
-        if epoch % train.checkpoint_every == 0 || epoch == train.epochs {
-            let weights = model.to_bytes().map_err(|e| Error::Write {
-                path: session.run.path.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            let optim_bytes = optim.into_bytes().map_err(|e| Error::Write {
-                path: session.run.path.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            session.checkpoint(epoch, &weights, &optim_bytes)?;
-        }
+        session.checkpoint_if_due(epoch, train, model.to_bytes(), &optim)?;
     }
     Ok(())
 }

@@ -259,6 +259,31 @@ fn prepare(
     })
 }
 
+/// Load burnpack weights into a freshly initialized module.
+pub fn load_weights<M: burn::module::Module>(module: M, bytes: Vec<u8>, run: &Path) -> Result<M> {
+    let bad = |e: burn::store::RecordError| Error::BadRun {
+        path: run.to_path_buf(),
+        message: format!("the weights cannot be loaded: {e}"),
+    };
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(bad)?;
+    module.try_load_record(record).map_err(bad)
+}
+
+/// Load the optimizer state of a checkpoint into a freshly configured optimizer.
+pub fn load_optimizer(
+    optim: burn::optim::ModuleOptimizer,
+    bytes: Vec<u8>,
+    run: &Path,
+) -> Result<burn::optim::ModuleOptimizer> {
+    optim
+        .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| Error::BadRun {
+            path: run.to_path_buf(),
+            message: format!("the optimizer state cannot be loaded: {e}"),
+        })
+}
+
 /// Weights and optimizer state of the checkpoint a resumed run continues from.
 pub struct ResumeState {
     pub epoch: usize,
@@ -310,6 +335,26 @@ impl Session {
             });
         }
         Ok(())
+    }
+
+    /// Write a checkpoint when `epoch` is due (every `checkpoint_every` epochs and the last).
+    pub fn checkpoint_if_due(
+        &mut self,
+        epoch: usize,
+        train: &crate::config::TrainConfig,
+        weights: std::result::Result<burn::tensor::Bytes, burn::store::RecordError>,
+        optim: &burn::optim::ModuleOptimizer,
+    ) -> Result<()> {
+        if epoch % train.checkpoint_every != 0 && epoch != train.epochs {
+            return Ok(());
+        }
+        let err = |e: burn::store::RecordError| Error::Write {
+            path: self.run.path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let weights = weights.map_err(err)?;
+        let optim = optim.into_bytes().map_err(err)?;
+        self.checkpoint(epoch, &weights, &optim)
     }
 
     /// Write a complete checkpoint: weight files first, then the manifest naming them.

@@ -6,8 +6,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -15,7 +14,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::config::{TrainConfig, TvaeConfig};
 use crate::data::transformer::mix_seed;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::tvae::{self, Tvae};
 use crate::train::{Prepared, ResumeState, Session};
 
@@ -44,14 +43,7 @@ pub fn load(
     device: &Device,
     run: &std::path::Path,
 ) -> Result<Tvae> {
-    let bad = |e: burn::store::RecordError| Error::BadRun {
-        path: run.to_path_buf(),
-        message: format!("the weights cannot be loaded: {e}"),
-    };
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(bad)?;
-    tvae::init(m, width, device)
-        .try_load_record(record)
-        .map_err(bad)
+    super::load_weights(tvae::init(m, width, device), bytes, run)
 }
 
 pub fn fit(
@@ -73,12 +65,7 @@ pub fn fit(
         Some(state) => {
             let run = session.run.path.clone();
             let model = load(m, width, state.weights, &device, &run)?;
-            let optim = optimizer(m)
-                .from_bytes(Bytes::from_bytes_vec(state.optimizer))
-                .map_err(|e| Error::BadRun {
-                    path: run.clone(),
-                    message: format!("the optimizer state cannot be loaded: {e}"),
-                })?;
+            let optim = super::load_optimizer(optimizer(m), state.optimizer, &run)?;
             (model, optim, state.epoch)
         }
         None => (tvae::init(m, width, &device), optimizer(m), 0),
@@ -143,21 +130,12 @@ pub fn fit(
         let losses: Vec<f64> = sums.iter().map(|&v| f64::from(v) / n as f64).collect();
         session.check_finite(epoch, LOSSES, &losses)?;
         session.epoch_done(epoch, &losses, t0.elapsed().as_secs_f64())?;
-        if epoch % train.checkpoint_every == 0 || epoch == train.epochs {
-            let weights = model
-                .clone()
-                .into_record()
-                .into_bytes()
-                .map_err(|e| Error::Write {
-                    path: session.run.path.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
-            let optim_bytes = optim.into_bytes().map_err(|e| Error::Write {
-                path: session.run.path.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            session.checkpoint(epoch, &weights, &optim_bytes)?;
-        }
+        session.checkpoint_if_due(
+            epoch,
+            train,
+            model.clone().into_record().into_bytes(),
+            &optim,
+        )?;
     }
     Ok(())
 }
