@@ -324,7 +324,7 @@ impl Config {
                 if m.discriminator_steps == 0 {
                     return Err(bad("[model] discriminator_steps must be at least 1".into()));
                 }
-                if m.pac == 0 || t.batch_size % m.pac != 0 {
+                if m.pac == 0 || !t.batch_size.is_multiple_of(m.pac) {
                     return Err(bad(format!(
                         "[train] batch_size ({}) must be a multiple of [model] pac ({})",
                         t.batch_size, m.pac

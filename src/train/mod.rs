@@ -345,7 +345,7 @@ impl Session {
         weights: std::result::Result<burn::tensor::Bytes, burn::store::RecordError>,
         optim: &burn::optim::ModuleOptimizer,
     ) -> Result<()> {
-        if epoch % train.checkpoint_every != 0 && epoch != train.epochs {
+        if !epoch.is_multiple_of(train.checkpoint_every) && epoch != train.epochs {
             return Ok(());
         }
         let err = |e: burn::store::RecordError| Error::Write {

@@ -217,9 +217,9 @@ fn unknown_checkpoint_lists_the_runs() {
 
 #[test]
 fn diverging_training_stops_with_no_half_written_run() {
-    let err = train_fails(&format!(
-        "[data]\npath = \"data/credit-g.csv\"\n[model]\nkind = \"tvae\"\nlearning_rate = 1e30\n[train]\nepochs = 3\ncheckpoint_every = 1\nseed = 1\ndevice = \"cpu\"\n"
-    ));
+    let err = train_fails(
+        "[data]\npath = \"data/credit-g.csv\"\n[model]\nkind = \"tvae\"\nlearning_rate = 1e30\n[train]\nepochs = 3\ncheckpoint_every = 1\nseed = 1\ndevice = \"cpu\"\n",
+    );
     assert!(err.contains("diverged at epoch 1"), "{err}");
     assert!(err.contains("no checkpoint was written"), "{err}");
 }
