@@ -33,14 +33,7 @@ fn median(mut f: impl FnMut(), runs: usize) -> Duration {
 fn main() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/adult.csv");
     let table = Table::read(&path, None).expect("bundled adult.csv");
-    let data = DataConfig {
-        path: path.clone(),
-        separator: None,
-        discrete: vec![],
-        continuous: vec![],
-        ignore: vec![],
-        discrete_max_distinct: 10,
-    };
+    let data = DataConfig::new(&path);
     let schema = Schema::infer(&table, &data, Path::new("bench")).expect("schema");
     let options = TransformerConfig::default();
     let read = median(|| drop(Table::read(&path, None).unwrap()), 5);

@@ -43,20 +43,19 @@ pub struct Selected {
 }
 
 /// The wgpu runtime initializes once per process; later calls reuse it.
-static WGPU: OnceLock<std::result::Result<(Device, String, bool), String>> = OnceLock::new();
+static WGPU: OnceLock<std::result::Result<(Device, String), String>> = OnceLock::new();
 
-fn wgpu() -> &'static std::result::Result<(Device, String, bool), String> {
+fn wgpu() -> &'static std::result::Result<(Device, String), String> {
     WGPU.get_or_init(|| {
         let (device, setup) = Device::wgpu_options()
             .init_with_setup()
             .map_err(|e| e.to_string())?;
         let info = setup.adapter.get_info();
-        let is_cpu = info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu;
         let description = format!(
             "wgpu {:?} on {} ({:?})",
             setup.backend, info.name, info.device_type
         );
-        Ok((device, description, is_cpu))
+        Ok((device, description))
     })
 }
 
@@ -102,7 +101,7 @@ pub fn select(choice: DeviceChoice) -> Result<Selected> {
     unsafe { std::env::set_var("BURN_DEVICE", name) };
     let selected = match resolved {
         DeviceChoice::Wgpu => match wgpu() {
-            Ok((device, description, _)) => Selected {
+            Ok((device, description)) => Selected {
                 device: device.clone(),
                 kind: DeviceChoice::Wgpu,
                 description: description.clone(),

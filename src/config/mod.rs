@@ -49,6 +49,20 @@ fn default_discrete_max_distinct() -> usize {
     10
 }
 
+impl DataConfig {
+    /// `[data]` for a file, every other key at its default.
+    pub fn new(path: impl Into<PathBuf>) -> DataConfig {
+        DataConfig {
+            path: path.into(),
+            separator: None,
+            discrete: Vec::new(),
+            continuous: Vec::new(),
+            ignore: Vec::new(),
+            discrete_max_distinct: default_discrete_max_distinct(),
+        }
+    }
+}
+
 /// `[transformer]`: mode-specific normalization (CTGAN, Xu et al. 2019, section 4.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -199,14 +199,7 @@ mod tests {
     fn adult() -> (DataTransformer, Vec<f32>, usize) {
         let path = bundled("adult.csv");
         let table = Table::read(&path, None).unwrap();
-        let data = DataConfig {
-            path: path.clone(),
-            separator: None,
-            discrete: vec![],
-            continuous: vec![],
-            ignore: vec![],
-            discrete_max_distinct: 10,
-        };
+        let data = DataConfig::new(&path);
         let schema = Schema::infer(&table, &data, Path::new("c.toml")).unwrap();
         let t = DataTransformer::fit(&table, &schema, &TransformerConfig::default()).unwrap();
         let encoded = t.transform(&table, 1);

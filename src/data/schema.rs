@@ -149,14 +149,7 @@ mod tests {
     use crate::data::io::bundled;
 
     fn data_config(path: &Path) -> DataConfig {
-        DataConfig {
-            path: path.to_path_buf(),
-            separator: None,
-            discrete: vec![],
-            continuous: vec![],
-            ignore: vec![],
-            discrete_max_distinct: 10,
-        }
+        DataConfig::new(path)
     }
 
     #[test]
