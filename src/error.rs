@@ -91,6 +91,9 @@ pub enum Error {
     #[error("{message}")]
     Condition { message: String, hint: String },
 
+    #[error("{message}")]
+    Evaluate { message: String, hint: String },
+
     #[error("output '{path}': {message}")]
     Output { path: PathBuf, message: String },
 }
@@ -137,7 +140,7 @@ impl Error {
                 None => "no checkpoint was written; lower the learning rate or check the data for extreme values"
                     .into(),
             }),
-            Error::Condition { hint, .. } => Some(hint.clone()),
+            Error::Condition { hint, .. } | Error::Evaluate { hint, .. } => Some(hint.clone()),
             Error::Device { .. } => Some(
                 "use --device cpu, or install a Vulkan driver (Debian: mesa-vulkan-drivers) for --device wgpu"
                     .into(),

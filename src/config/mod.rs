@@ -20,6 +20,25 @@ pub struct Config {
     pub model: ModelConfig,
     #[serde(default)]
     pub train: TrainConfig,
+    /// `[eval]`: evaluate the trained model at the end of the run (no section: no evaluation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<EvalConfig>,
+}
+
+/// `[eval]`: sample the final model and run `evaluate` against the training data; the report
+/// goes to `<run>/report/`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Synthetic rows to sample (default: as many as the training rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<usize>,
+    /// Real rows kept out of training: DCR overfitting protection and utility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<PathBuf>,
+    /// A discrete column to predict for the utility measure (needs `holdout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// `[data]`: where the table is and how to read its columns.
@@ -255,6 +274,16 @@ impl Config {
         }
         if t.checkpoint_every == 0 {
             return Err(bad("[train] checkpoint_every must be at least 1".into()));
+        }
+        if let Some(e) = &self.eval {
+            if e.rows == Some(0) {
+                return Err(bad("[eval] rows must be at least 1".into()));
+            }
+            if e.target.is_some() && e.holdout.is_none() {
+                return Err(bad(
+                    "[eval] target needs [eval] holdout: utility is measured on real rows the model never saw".into(),
+                ));
+            }
         }
         let tr = &self.transformer;
         if tr.max_modes == 0 {

@@ -42,10 +42,84 @@ const TRANSFORM_STREAM: u64 = 0x7ab1e;
 /// Train and return the run directory.
 pub fn train(opts: &TrainOptions) -> Result<PathBuf> {
     let models_dir = run::models_dir(opts.models_dir.as_deref());
-    match &opts.resume {
-        Some(id) => resume(opts, id, &models_dir),
-        None => start(opts, &models_dir),
+    let dir = match &opts.resume {
+        Some(id) => resume(opts, id, &models_dir)?,
+        None => start(opts, &models_dir)?,
+    };
+    evaluate_run(&dir, opts.quiet)?;
+    Ok(dir)
+}
+
+/// Refuse an `[eval]` section that could only fail after training.
+fn check_eval(config: &Config, config_path: &Path, prepared: &Prepared) -> Result<()> {
+    let Some(eval) = &config.eval else {
+        return Ok(());
+    };
+    if let Some(h) = eval.holdout.as_ref().filter(|h| !h.exists()) {
+        return Err(Error::DataNotFound { path: h.clone() });
     }
+    if let Some(t) = eval
+        .target
+        .as_ref()
+        .filter(|t| !prepared.info.columns.contains(t))
+    {
+        return Err(Error::Config {
+            path: config_path.to_path_buf(),
+            message: format!(
+                "[eval] target '{t}' is not a modelled column; columns: {}",
+                prepared.info.columns.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `[eval]`: sample the finished run and evaluate it against its training data; the report
+/// goes to `<run>/report/`.
+fn evaluate_run(dir: &Path, quiet: bool) -> Result<()> {
+    let config_file = dir.join(run::CONFIG);
+    let text = std::fs::read_to_string(&config_file).map_err(|source| Error::Io {
+        path: config_file.clone(),
+        source,
+    })?;
+    let config = Config::parse(&text, &config_file)?;
+    let Some(eval) = &config.eval else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let real = Table::read(&config.data.path, config.data.separator)?;
+    let rows = eval.rows.unwrap_or(real.n_rows());
+    let seed = config.train.seed.unwrap_or(0);
+    let synthetic = crate::sample::generate(&crate::sample::SampleOptions {
+        checkpoint: dir.display().to_string(),
+        rows,
+        seed: Some(seed),
+        device: Some(config.train.device),
+        quiet: true,
+        ..Default::default()
+    })?;
+    let holdout = match &eval.holdout {
+        Some(p) => Some(Table::read(p, config.data.separator)?),
+        None => None,
+    };
+    let opts = crate::eval::EvalOptions {
+        real: config.data.path.clone(),
+        synthetic: PathBuf::from(format!("{rows} rows sampled from {}", dir.display())),
+        holdout: eval.holdout.clone(),
+        target: eval.target.clone(),
+        output: Some(dir.join("report")),
+        discrete: config.data.discrete.clone(),
+        continuous: config.data.continuous.clone(),
+        ignore: config.data.ignore.clone(),
+        separator: config.data.separator,
+        device: config.train.device,
+        seed,
+    };
+    let report = crate::eval::evaluate_tables(&real, &synthetic, holdout.as_ref(), &opts, started)?;
+    if !quiet {
+        eprint!("{}", crate::eval::report::summary(&report));
+    }
+    Ok(())
 }
 
 fn start(opts: &TrainOptions, models_dir: &Path) -> Result<PathBuf> {
@@ -85,6 +159,7 @@ fn start(opts: &TrainOptions, models_dir: &Path) -> Result<PathBuf> {
     config.train.seed = Some(seed);
 
     let prepared = prepare(&config, config_path, None)?;
+    check_eval(&config, config_path, &prepared)?;
     let selected = device::select(config.train.device)?;
     let run = RunDir::create(models_dir, &id, opts.force)?;
     run::atomic_write(&run.file(run::CONFIG), config.to_toml().as_bytes())?;

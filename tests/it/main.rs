@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod ctgan;
+mod evaluate;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ pub fn run(bin: &str, models: &Path, args: &[&str]) -> Output {
     let exe = match bin {
         "train" => env!("CARGO_BIN_EXE_train"),
         "sample" => env!("CARGO_BIN_EXE_sample"),
+        "evaluate" => env!("CARGO_BIN_EXE_evaluate"),
         other => panic!("no binary {other}"),
     };
     Command::new(exe)
