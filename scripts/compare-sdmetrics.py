@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Compare `evaluate` with SDMetrics on the same files, measure by measure.
 
-    python3 scripts/compare-sdmetrics.py [--evaluate target/release/evaluate] [--rows 2000]
+    python3 scripts/compare-sdmetrics.py [--evaluate target/release/evaluate]
+    python3 scripts/compare-sdmetrics.py --real R.csv --synthetic S.csv [--holdout H.csv] [--target COL]
 
 The fixture is the one the integration tests use (tests/it/evaluate.rs):
   real      the first 26,048 rows of data/adult.csv (the training part of a positional 80/20 split)
   holdout   the last 6,513 rows of data/adult.csv
   synthetic tests/data/adult-synthetic.csv (2,000 CTGAN rows; see tests/data/README.md)
-The script writes the split into a temporary directory, runs synthgen's `evaluate` on it, runs
+With --real, the given files are compared instead. The script writes the split into a temporary directory, runs synthgen's `evaluate` on it, runs
 SDMetrics (pip install sdmetrics==0.32.0; MIT) with the column types synthgen reports, and prints
 both side by side. It exits 1 when a deterministic measure differs by more than 0.005. DCR
 baseline protection compares against uniformly random rows, which the two tools draw with
@@ -31,6 +32,9 @@ def main():
     ap.add_argument("--data", default="data/adult.csv")
     ap.add_argument("--synthetic", default="tests/data/adult-synthetic.csv")
     ap.add_argument("--train-rows", type=int, default=26048)
+    ap.add_argument("--real", default=None, help="compare these files instead of the fixture")
+    ap.add_argument("--holdout", default=None)
+    ap.add_argument("--target", default="income")
     args = ap.parse_args()
 
     import pandas as pd
@@ -41,24 +45,28 @@ def main():
     binary = args.evaluate or os.path.join(
         os.environ.get("CARGO_TARGET_DIR", "target"), "release", "evaluate"
     )
-    full = pd.read_csv(args.data, skipinitialspace=True)
     tmp = tempfile.mkdtemp(prefix="synthgen-compare-")
-    real_path, holdout_path = os.path.join(tmp, "real.csv"), os.path.join(tmp, "holdout.csv")
-    full.iloc[: args.train_rows].to_csv(real_path, index=False)
-    full.iloc[args.train_rows :].to_csv(holdout_path, index=False)
+    if args.real:
+        real_path, holdout_path = args.real, args.holdout
+    else:
+        full = pd.read_csv(args.data, skipinitialspace=True)
+        real_path, holdout_path = os.path.join(tmp, "real.csv"), os.path.join(tmp, "holdout.csv")
+        full.iloc[: args.train_rows].to_csv(real_path, index=False)
+        full.iloc[args.train_rows :].to_csv(holdout_path, index=False)
 
     out = os.path.join(tmp, "report")
+    command = [binary, "--real", real_path, "--synthetic", args.synthetic, "-o", out, "-q"]
+    if holdout_path:
+        command += ["--holdout", holdout_path]
+        if args.target:
+            command += ["--target", args.target]
     t0 = time.time()
-    subprocess.run(
-        [binary, "--real", real_path, "--synthetic", args.synthetic, "--holdout", holdout_path,
-         "--target", "income", "-o", out, "-q"],
-        check=True,
-    )
+    subprocess.run(command, check=True)
     ours_seconds = time.time() - t0
     ours = json.load(open(os.path.join(out, "report.json")))
 
-    real = pd.read_csv(real_path)
-    holdout = pd.read_csv(holdout_path)
+    real = pd.read_csv(real_path, skipinitialspace=True)
+    holdout = pd.read_csv(holdout_path, skipinitialspace=True) if holdout_path else None
     synthetic = pd.read_csv(args.synthetic, skipinitialspace=True)
     meta = {
         "columns": {
@@ -116,16 +124,18 @@ def main():
     add("privacy.dcr_baseline median random", b["median_DCR_to_real_data"]["random_data_baseline"],
         pv["dcr_baseline_protection"]["median_dcr_random"], RANDOM_TOLERANCE)
     add("privacy.dcr_baseline_protection", b["score"], pv["dcr_baseline_protection"]["score"], RANDOM_TOLERANCE)
-    o = DCROverfittingProtection.compute_breakdown(real, synthetic, holdout, meta, None)
-    add("privacy.dcr_overfitting_protection", o["score"], pv["dcr_overfitting_protection"]["score"])
-    add("  closer to training", o["synthetic_data_percentages"]["closer_to_training"],
-        pv["dcr_overfitting_protection"]["closer_to_training"])
+    if holdout is not None:
+        o = DCROverfittingProtection.compute_breakdown(real, synthetic, holdout, meta, None)
+        add("privacy.dcr_overfitting_protection", o["score"], pv["dcr_overfitting_protection"]["score"])
+        add("  closer to training", o["synthetic_data_percentages"]["closer_to_training"],
+            pv["dcr_overfitting_protection"]["closer_to_training"])
     n = NewRowSynthesis.compute_breakdown(real, synthetic, meta)
     add("privacy.new_row_synthesis", n["score"], pv["new_row_synthesis"]["score"])
     privacy_seconds = time.time() - t0
 
     print(f"SDMetrics {sdmetrics.__version__} against synthgen evaluate ({binary})")
-    print(f"real {len(real)} rows, synthetic {len(synthetic)} rows, holdout {len(holdout)} rows")
+    print(f"real {len(real)} rows, synthetic {len(synthetic)} rows, "
+          f"holdout {len(holdout) if holdout is not None else 0} rows")
     print(f"{'measure':44} {'SDMetrics':>10} {'synthgen':>10} {'diff':>8}")
     bad = 0
     for name, theirs, mine, tol in rows:
