@@ -102,6 +102,7 @@ fn overlay(
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .border_style(BLACK.mix(0.3))
             .background_style(WHITE.mix(0.8))
             .draw()?;
@@ -136,10 +137,10 @@ fn bars(title: &str, labels: &[String], real: &[f64], synth: &[f64]) -> Chart {
             .y_desc("share of rows")
             .y_labels(5)
             .draw()?;
-        // Category names under their bars, written upwards.
+        // Category names under their bars, written downwards from the axis.
         let font = ("sans-serif", 11)
             .into_font()
-            .transform(FontTransform::Rotate270);
+            .transform(FontTransform::Rotate90);
         for (k, label) in labels.iter().enumerate() {
             let short = if label.chars().count() > 14 {
                 format!("{}…", label.chars().take(13).collect::<String>())
@@ -147,11 +148,7 @@ fn bars(title: &str, labels: &[String], real: &[f64], synth: &[f64]) -> Chart {
                 label.clone()
             };
             let (x, y) = chart.backend_coord(&(k as f64 + 0.5, 0.0));
-            root.draw(&Text::new(
-                short,
-                (x - 6, y + 4 + 6 * label.chars().count().min(14) as i32),
-                font.clone(),
-            ))?;
+            root.draw(&Text::new(short, (x + 5, y + 4), font.clone()))?;
         }
         for (offset, color, name, values) in
             [(0.1, REAL, "real", real), (0.5, SYNTH, "synthetic", synth)]
@@ -168,6 +165,7 @@ fn bars(title: &str, labels: &[String], real: &[f64], synth: &[f64]) -> Chart {
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .border_style(BLACK.mix(0.3))
             .background_style(WHITE.mix(0.8))
             .draw()?;
