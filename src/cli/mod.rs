@@ -129,6 +129,9 @@ pub struct EvaluateArgs {
     /// Seed of the random baseline and of the classifier.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Integer columns with at most this many distinct values are discrete (as [data]).
+    #[arg(long, default_value_t = 10)]
+    pub discrete_max_distinct: usize,
     /// Print the whole report.json on stdout.
     #[arg(long)]
     pub json: bool,
@@ -246,15 +249,16 @@ pub fn evaluate_main() -> ExitCode {
         separator: args.separator,
         device: args.device,
         seed: args.seed,
+        discrete_max_distinct: args.discrete_max_distinct,
     };
     match crate::eval::evaluate(&opts) {
         Ok(report) => {
             eprint!("{}", crate::eval::report::summary(&report));
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("a report serializes")
-                );
+                use std::io::Write;
+                let json = serde_json::to_string_pretty(&report).expect("a report serializes");
+                // A closed pipe (`evaluate --json | head`) ends the output quietly.
+                let _ = writeln!(std::io::stdout().lock(), "{json}");
             }
             ExitCode::SUCCESS
         }

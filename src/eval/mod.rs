@@ -54,6 +54,8 @@ pub struct EvalOptions {
     pub device: DeviceChoice,
     /// Seed of the random baseline of DCR and of the classifier.
     pub seed: u64,
+    /// Integer columns with at most this many distinct values are discrete (as `[data]`).
+    pub discrete_max_distinct: usize,
 }
 
 impl EvalOptions {
@@ -70,6 +72,7 @@ impl EvalOptions {
             separator: None,
             device: DeviceChoice::Cpu,
             seed: 0,
+            discrete_max_distinct: DataConfig::new("").discrete_max_distinct,
         }
     }
 }
@@ -170,6 +173,9 @@ impl Vocab {
 /// The dtype pandas would give a column read from the same file (SDMetrics' table structure
 /// compares these).
 fn pandas_dtype(values: &Values) -> &'static str {
+    if values.as_keys().iter().all(Option::is_none) {
+        return "float64"; // pandas reads a column of empty cells as NaN floats
+    }
     let has_null = match values {
         Values::Int(v) => v.iter().any(Option::is_none),
         Values::Float(_) => false,
@@ -217,6 +223,7 @@ pub fn prepare(
     data.discrete = opts.discrete.clone();
     data.continuous = opts.continuous.clone();
     data.ignore = opts.ignore.clone();
+    data.discrete_max_distinct = opts.discrete_max_distinct;
     let schema =
         Schema::infer(real, &data, Path::new("the command line")).map_err(|e| match e {
             Error::UnknownColumn {
@@ -291,6 +298,25 @@ pub fn prepare(
                 ColumnKind::Discrete => Cells::Cat(vocab.encode(values)),
             };
             cells[i].push(col);
+        }
+        if c.kind == ColumnKind::Continuous {
+            let (lo, hi) = cells
+                .iter()
+                .filter_map(|t| t.last())
+                .flat_map(|col| col.num().iter().copied())
+                .filter(|x| !x.is_nan())
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+                    (lo.min(x), hi.max(x))
+                });
+            if lo <= hi && !(hi - lo).is_finite() {
+                return Err(Error::Column {
+                    path: opts.real.clone(),
+                    column: c.name.clone(),
+                    message: format!(
+                        "its values span [{lo:e}, {hi:e}] across the tables, too wide to measure distances on"
+                    ),
+                });
+            }
         }
         columns.push(EvalColumn {
             name: c.name.clone(),

@@ -269,8 +269,13 @@ pub fn random_baseline(p: &Prepared, rows: usize, seed: u64) -> Vec<Cells> {
             };
             distinct.sort_unstable();
             distinct.dedup();
+            // pandas reads an integer column with nulls as floats, and SDMetrics then draws floats.
+            let dtype = match (c.dtype, nulls > 0.0) {
+                (DType::Int, true) => DType::Float,
+                (d, _) => d,
+            };
             let draw = |rng: &mut StdRng| -> (f64, u32) {
-                match (c.dtype, c.range) {
+                match (dtype, c.range) {
                     (DType::Int, Some((lo, hi))) => {
                         let x = rng.random_range(lo as i64..=hi as i64);
                         (x as f64, code(x.to_string()))
@@ -361,6 +366,26 @@ pub fn matched_rows(real: &[Cells], synthetic: &[Cells]) -> usize {
         .count()
 }
 
+/// Synthetic rows equal to some real row in every cell (nulls equal nulls), compared exactly
+/// rather than through the f32 DCR.
+pub fn exact_copies(real: &[Cells], synthetic: &[Cells]) -> usize {
+    let key = |cells: &[Cells], i: usize| -> Vec<u64> {
+        cells
+            .iter()
+            .map(|c| match c {
+                Cells::Num(v) if v[i].is_nan() => u64::MAX,
+                Cells::Num(v) => (v[i] + 0.0).to_bits(), // -0.0 and 0.0 are one value
+                Cells::Cat(v) => v[i] as u64,
+            })
+            .collect()
+    };
+    let rows: std::collections::HashSet<Vec<u64>> =
+        (0..real[0].len()).map(|i| key(real, i)).collect();
+    (0..synthetic[0].len())
+        .filter(|&i| rows.contains(&key(synthetic, i)))
+        .count()
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DcrBaseline {
     /// min(median DCR of synthetic rows / median DCR of random rows, 1).
@@ -437,7 +462,7 @@ pub fn privacy(p: &Prepared, backend: &DcrBackend, seed: u64) -> Privacy {
             new_rows: rows - matched,
             matched_rows: matched,
         },
-        exact_copies: dcr_synthetic.iter().filter(|&&d| d == 0.0).count(),
+        exact_copies: exact_copies(&p.real.cells, &p.synthetic.cells),
         dcr_backend: backend.describe(),
         dcr_synthetic,
         dcr_random,
@@ -529,6 +554,20 @@ mod tests {
             Cells::Cat(vec![0, 0, 1, 0]),
         ];
         assert_eq!(matched_rows(&real, &synthetic), 2);
+    }
+
+    #[test]
+    fn exact_copies_are_counted_exactly_even_on_wide_ranges() {
+        // Epoch seconds 100 s apart are one f32 apart at most after scaling; they are not copies.
+        let real = vec![
+            Cells::Num(vec![0.0, 1.7e9, f64::NAN]),
+            Cells::Cat(vec![0, 1, NULL]),
+        ];
+        let synthetic = vec![
+            Cells::Num(vec![1.7e9 + 100.0, 1.7e9, f64::NAN, -0.0]),
+            Cells::Cat(vec![1, 1, NULL, 0]),
+        ];
+        assert_eq!(exact_copies(&real, &synthetic), 3);
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! is trained once on the synthetic rows and once on the real rows, and both are tested on the
 //! holdout: F1 of the positive class for a binary target (the real data's rarer class is the
 //! positive one), macro F1 (the mean over the classes present) otherwise. Like SDMetrics'
-//! `class_weight='balanced'`, a leaf predicts the class with the largest probability relative
-//! to its training frequency. Continuous features are used as numbers (a null becomes the
-//! training mean) and categories as their codes.
+//! `class_weight='balanced'`, classes are balanced in training (by repeating the rows of rarer
+//! classes). Continuous features are used as numbers (a null becomes the training mean) and
+//! categories as their codes.
+
+use std::collections::HashMap;
 
 use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::tree::decision_tree_classifier::{
@@ -110,47 +112,41 @@ fn column_means(d: &Dataset, target: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Train on `train`, predict `test`; each leaf picks the class of largest p(class | leaf) /
-/// p(class) (balanced class weights).
+/// Train on `train` with balanced classes and predict `test`. smartcore's tree takes no
+/// weights, so each row of class c is repeated round(n_max / n_c) times: integer class weights
+/// close to scikit-learn's `class_weight='balanced'`.
 fn fit_predict(train: &Dataset, test: &Dataset, target: usize, seed: u64) -> Result<Vec<u32>> {
     let fill = column_means(train, target);
     let (x, y) = features(train, target, &fill);
     let (tx, _) = features(test, target, &fill);
     let ncols = train.cells.len() - 1;
-    let mut classes = y.clone();
-    classes.sort_unstable();
-    classes.dedup();
-    if classes.len() < 2 {
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for &c in &y {
+        *counts.entry(c).or_default() += 1;
+    }
+    if counts.len() < 2 {
         // A single class: the tree would predict it everywhere.
-        return Ok(vec![classes.first().copied().unwrap_or(NULL); test.rows]);
+        return Ok(vec![y.first().copied().unwrap_or(NULL); test.rows]);
+    }
+    let largest = counts.values().copied().max().expect("two classes");
+    let (mut bx, mut by) = (Vec::new(), Vec::new());
+    for (i, &c) in y.iter().enumerate() {
+        let repeat = ((largest as f64 / counts[&c] as f64).round() as usize).max(1);
+        for _ in 0..repeat {
+            bx.extend_from_slice(&x[i * ncols..(i + 1) * ncols]);
+            by.push(c);
+        }
     }
     let failed = |e: smartcore::error::Failed| Error::Evaluate {
         message: format!("the utility classifier failed: {e}"),
         hint: "evaluate without --target".into(),
     };
-    let xm = DenseMatrix::new(train.rows, ncols, x, false).map_err(failed)?;
+    let xm = DenseMatrix::new(by.len(), ncols, bx, false).map_err(failed)?;
     let tm = DenseMatrix::new(test.rows, ncols, tx, false).map_err(failed)?;
     let mut params = DecisionTreeClassifierParameters::default().with_max_depth(MAX_DEPTH);
     params.seed = Some(seed);
-    let tree = DecisionTreeClassifier::fit(&xm, &y, params).map_err(failed)?;
-    let proba = tree.predict_proba(&tm).map_err(failed)?;
-    let prior: Vec<f64> = classes
-        .iter()
-        .map(|c| y.iter().filter(|&&v| v == *c).count() as f64 / y.len() as f64)
-        .collect();
-    use smartcore::linalg::basic::arrays::Array;
-    Ok((0..test.rows)
-        .map(|i| {
-            let mut best = (f64::NEG_INFINITY, classes[0]);
-            for (k, &c) in classes.iter().enumerate() {
-                let v = *proba.get((i, k)) / prior[k];
-                if v > best.0 {
-                    best = (v, c);
-                }
-            }
-            best.1
-        })
-        .collect())
+    let tree = DecisionTreeClassifier::fit(&xm, &by, params).map_err(failed)?;
+    tree.predict(&tm).map_err(failed)
 }
 
 /// F1 of one class.

@@ -114,6 +114,7 @@ fn evaluate_run(dir: &Path, quiet: bool) -> Result<()> {
         separator: config.data.separator,
         device: config.train.device,
         seed,
+        discrete_max_distinct: config.data.discrete_max_distinct,
     };
     let report = crate::eval::evaluate_tables(&real, &synthetic, holdout.as_ref(), &opts, started)?;
     if !quiet {
