@@ -6,25 +6,16 @@
 //!
 //! Run on an otherwise idle machine.
 
+mod common;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::tensor::Device;
 use synthgen::eval::privacy::{self, Encoded};
 use synthgen::eval::{self, EvalOptions};
 
-fn median(mut f: impl FnMut(), runs: usize) -> Duration {
-    f(); // warm-up
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
-}
+use common::median;
 
 fn main() {
     let adult = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/adult.csv");

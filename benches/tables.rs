@@ -5,8 +5,9 @@
 //!
 //! Run on an otherwise idle machine. `scripts/bench-tables.sh` measures the whole commands.
 
+mod common;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -17,18 +18,7 @@ use synthgen::config::{DataConfig, TransformerConfig, TvaeConfig};
 use synthgen::data::{DataTransformer, Schema, Table};
 use synthgen::models::tvae;
 
-fn median(mut f: impl FnMut(), runs: usize) -> Duration {
-    f(); // warm-up
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
-}
+use common::median;
 
 fn main() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/adult.csv");

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use super::fidelity::mean;
-use super::{Cells, NULL, Prepared};
+use super::{Cells, NULL, Prepared, span};
 
 /// Validity of one column.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -27,12 +27,8 @@ pub struct Diagnostic {
 /// column has nulls, and counts as out of bounds when it has none.
 pub fn boundary_adherence(real: &[f64], synthetic: &[f64]) -> Option<f64> {
     let nullable = real.iter().any(|x| x.is_nan());
-    let (lo, hi) = real
-        .iter()
-        .filter(|x| !x.is_nan())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-            (lo.min(x), hi.max(x))
-        });
+    // A real column without values bounds nothing: every synthetic value is outside.
+    let (lo, hi) = span(real.iter().copied()).unwrap_or((f64::INFINITY, f64::NEG_INFINITY));
     let kept: Vec<f64> = synthetic
         .iter()
         .copied()

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::{Cells, NULL, Prepared};
+use super::{Cells, NULL, Prepared, span};
 use crate::data::schema::ColumnKind;
 
 /// SDMetrics' default thresholds (`sdmetrics.reports.utils`).
@@ -140,16 +140,7 @@ pub fn tv_complement(real: &[u32], synthetic: &[u32]) -> Option<f64> {
     if nr == 0.0 || ns == 0.0 {
         return None;
     }
-    let mut tv = 0.0;
-    for (k, &cr) in &r {
-        tv += (s.get(k).copied().unwrap_or(0.0) / ns - cr / nr).abs();
-    }
-    for (k, &cs) in &s {
-        if !r.contains_key(k) {
-            tv += cs / ns;
-        }
-    }
-    Some(1.0 - 0.5 * tv)
+    Some(tvd_complement(&r, nr, &s, ns))
 }
 
 /// Pearson's r over rows where both values are present; None when undefined.
@@ -182,17 +173,12 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
 /// Bin a continuous column into `1..=BINS + 1` between its own min and max, as numpy's
 /// `digitize(x, histogram_bin_edges(x))`: a null lands in the last bin, as the maximum does.
 pub fn bin(values: &[f64]) -> Vec<u32> {
-    let (mut lo, mut hi) = values
-        .iter()
-        .filter(|x| !x.is_nan())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-            (lo.min(x), hi.max(x))
-        });
-    if lo > hi {
-        (lo, hi) = (0.0, 1.0);
-    } else if lo == hi {
-        (lo, hi) = (lo - 0.5, hi + 0.5);
-    }
+    // numpy: no values span [0, 1]; a constant x spans [x - 0.5, x + 0.5].
+    let (lo, hi) = match span(values.iter().copied()) {
+        None => (0.0, 1.0),
+        Some((lo, hi)) if lo == hi => (lo - 0.5, hi + 0.5),
+        Some(s) => s,
+    };
     // numpy.linspace: start + i * step, the last edge set to stop.
     let step = (hi - lo) / BINS as f64;
     let mut edges: Vec<f64> = (0..=BINS).map(|i| lo + i as f64 * step).collect();
@@ -247,11 +233,12 @@ pub fn cramers_v(cells: &HashMap<u64, f64>) -> Option<f64> {
     Some((chi2 / n / (k - 1) as f64).sqrt())
 }
 
-/// `1 - TVD` over the cells of two contingency tables.
-pub fn contingency_similarity(
-    real: &HashMap<u64, f64>,
+/// `1 - TVD` of two tables of counts (categories, or contingency cells) with totals `nr` and
+/// `ns`; a key on one side only counts in full.
+pub fn tvd_complement<K: Eq + std::hash::Hash>(
+    real: &HashMap<K, f64>,
     nr: f64,
-    synthetic: &HashMap<u64, f64>,
+    synthetic: &HashMap<K, f64>,
     ns: f64,
 ) -> f64 {
     let mut tv = 0.0;
@@ -324,12 +311,12 @@ pub fn pair_trends(p: &Prepared) -> Vec<PairTrend> {
                 }
                 return t;
             }
-            let codes = |cells: &[Cells], bins: &[Option<Vec<u32>>], k: usize| -> Vec<u32> {
+            fn codes<'a>(cells: &'a [Cells], bins: &'a [Option<Vec<u32>>], k: usize) -> &'a [u32] {
                 match &cells[k] {
-                    Cells::Cat(v) => v.clone(),
-                    Cells::Num(_) => bins[k].clone().expect("continuous columns are binned"),
+                    Cells::Cat(v) => v,
+                    Cells::Num(_) => bins[k].as_deref().expect("continuous columns are binned"),
                 }
-            };
+            }
             let (ra, rb) = (
                 codes(&p.real.cells, &real_bins, i),
                 codes(&p.real.cells, &real_bins, j),
@@ -338,10 +325,10 @@ pub fn pair_trends(p: &Prepared) -> Vec<PairTrend> {
                 codes(&p.synthetic.cells, &synth_bins, i),
                 codes(&p.synthetic.cells, &synth_bins, j),
             );
-            let real = contingency(&ra, &rb);
-            let synth = contingency(&sa, &sb);
+            let real = contingency(ra, rb);
+            let synth = contingency(sa, sb);
             t.real_association = cramers_v(&real);
-            t.score = Some(contingency_similarity(
+            t.score = Some(tvd_complement(
                 &real,
                 ra.len() as f64,
                 &synth,

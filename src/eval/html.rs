@@ -3,16 +3,31 @@
 
 use std::fmt::Write as _;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::report::{Report, fmt};
-use super::{Cells, NULL, Prepared};
+use super::{Cells, NULL, Prepared, span};
 
 const REAL: RGBColor = RGBColor(31, 119, 180);
 const SYNTH: RGBColor = RGBColor(255, 127, 14);
 const RANDOM: RGBColor = RGBColor(120, 120, 120);
 
 type Chart = std::result::Result<String, Box<dyn std::error::Error>>;
+type Plot<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The series legend, in the same place on every chart.
+fn legend<'a, 'b: 'a>(
+    chart: &mut Plot<'a, 'b>,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .border_style(BLACK.mix(0.3))
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
+    Ok(())
+}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -100,12 +115,7 @@ fn overlay(
                     Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.mix(0.6).filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .border_style(BLACK.mix(0.3))
-            .background_style(WHITE.mix(0.8))
-            .draw()?;
+        legend(&mut chart)?;
         root.present()?;
     }
     Ok(buf)
@@ -163,20 +173,14 @@ fn bars(title: &str, labels: &[String], real: &[f64], synth: &[f64]) -> Chart {
                     Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.mix(0.8).filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .border_style(BLACK.mix(0.3))
-            .background_style(WHITE.mix(0.8))
-            .draw()?;
+        legend(&mut chart)?;
         root.present()?;
     }
     Ok(buf)
 }
 
-fn category_shares(r: &Report, p: &Prepared, i: usize) -> (Vec<String>, Vec<f64>, Vec<f64>) {
+fn category_shares(p: &Prepared, i: usize) -> (Vec<String>, Vec<f64>, Vec<f64>) {
     const TOP: usize = 12;
-    let _ = r;
     let (real, synth) = (p.real.cells[i].cat(), p.synthetic.cells[i].cat());
     let vocab = &p.columns[i].vocab;
     let count = |codes: &[u32]| {
@@ -501,27 +505,19 @@ SDMetrics 0.27 and later average only those: <b>{}</b>. The mean over all {} pai
         let title = format!("{} ({})", c.column, fmt(c.score));
         let chart = match (&p.real.cells[i], &p.synthetic.cells[i]) {
             (Cells::Num(rv), Cells::Num(sv)) => {
-                let (lo, hi) = rv
-                    .iter()
-                    .chain(sv)
-                    .filter(|x| x.is_finite())
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-                        (lo.min(x), hi.max(x))
-                    });
-                if lo > hi {
-                    Err("no values".into())
-                } else {
-                    overlay(
+                match span(rv.iter().chain(sv).copied().filter(|x| x.is_finite())) {
+                    None => Err("no values".into()),
+                    Some((lo, hi)) => overlay(
                         &title,
                         &[("real", REAL, rv), ("synthetic", SYNTH, sv)],
                         lo,
                         hi,
                         &c.column,
-                    )
+                    ),
                 }
             }
             _ => {
-                let (labels, rv, sv) = category_shares(r, p, i);
+                let (labels, rv, sv) = category_shares(p, i);
                 bars(&title, &labels, &rv, &sv)
             }
         };

@@ -33,6 +33,19 @@ use crate::error::{Error, Result};
 
 pub use report::Report;
 
+/// Smallest and largest of the values that are not NaN; None when there are none.
+pub fn span(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .into_iter()
+        .filter(|x| !x.is_nan())
+        .fold(None, |acc, x| {
+            Some(match acc {
+                None => (x, x),
+                Some((lo, hi)) => (f64::min(lo, x), f64::max(hi, x)),
+            })
+        })
+}
+
 /// The code of a null cell in a discrete column.
 pub const NULL: u32 = u32::MAX;
 
@@ -266,15 +279,9 @@ pub fn prepare(
             .column(&c.name)
             .expect("schema columns are real columns")
             .values;
-        let range = real_values.as_f64().and_then(|v| {
-            let (lo, hi) = v
-                .iter()
-                .flatten()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-                    (lo.min(x), hi.max(x))
-                });
-            (lo <= hi).then_some((lo, hi))
-        });
+        let range = real_values
+            .as_f64()
+            .and_then(|v| span(v.iter().flatten().copied()));
         let mut vocab = Vocab::default();
         for (i, (table, path)) in tables.iter().enumerate() {
             let values = &table.column(&c.name).expect("checked above").values;
@@ -300,15 +307,13 @@ pub fn prepare(
             cells[i].push(col);
         }
         if c.kind == ColumnKind::Continuous {
-            let (lo, hi) = cells
-                .iter()
-                .filter_map(|t| t.last())
-                .flat_map(|col| col.num().iter().copied())
-                .filter(|x| !x.is_nan())
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
-                    (lo.min(x), hi.max(x))
-                });
-            if lo <= hi && !(hi - lo).is_finite() {
+            let all = span(
+                cells
+                    .iter()
+                    .filter_map(|t| t.last())
+                    .flat_map(|col| col.num().iter().copied()),
+            );
+            if let Some((lo, hi)) = all.filter(|(lo, hi)| !(hi - lo).is_finite()) {
                 return Err(Error::Column {
                     path: opts.real.clone(),
                     column: c.name.clone(),

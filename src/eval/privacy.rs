@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
-use super::{Cells, NULL, Prepared};
+use super::{Cells, NULL, Prepared, span};
 use crate::data::io::DType;
 
 /// Sentinel for a null continuous value: scaled values are clamped to +-CLAMP.
@@ -82,21 +82,20 @@ pub fn encode(dataset: &[Cells], reference: &[Cells]) -> Encoded {
     for (c, (dc, rc)) in dataset.iter().zip(reference).enumerate() {
         match (dc, rc) {
             (Cells::Num(dv), Cells::Num(rv)) => {
-                let (lo, hi) = rv
-                    .iter()
-                    .filter(|x| !x.is_nan())
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-                        (lo.min(x), hi.max(x))
-                    });
+                let range = span(rv.iter().copied());
                 let f = |x: f64| -> f32 {
-                    if x.is_nan() {
-                        NUM_NULL
-                    } else if lo > hi {
-                        0.0 // reference all null: any value is 1 away from its sentinel
-                    } else if hi == lo {
-                        if x == lo { 0.0 } else { 1.0 }
-                    } else {
-                        (((x - lo) / (hi - lo)) as f32).clamp(-CLAMP, CLAMP)
+                    match range {
+                        _ if x.is_nan() => NUM_NULL,
+                        // Reference all null: any value is 1 away from its sentinel.
+                        None => 0.0,
+                        Some((lo, hi)) if hi == lo => {
+                            if x == lo {
+                                0.0
+                            } else {
+                                1.0
+                            }
+                        }
+                        Some((lo, hi)) => (((x - lo) / (hi - lo)) as f32).clamp(-CLAMP, CLAMP),
                     }
                 };
                 for (i, &x) in dv.iter().enumerate() {
