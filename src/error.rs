@@ -94,6 +94,9 @@ pub enum Error {
     #[error("{message}")]
     Evaluate { message: String, hint: String },
 
+    #[error("images '{path}': {message}")]
+    Images { path: PathBuf, message: String },
+
     #[error("output '{path}': {message}")]
     Output { path: PathBuf, message: String },
 }
@@ -141,6 +144,9 @@ impl Error {
                     .into(),
             }),
             Error::Condition { hint, .. } | Error::Evaluate { hint, .. } => Some(hint.clone()),
+            Error::Images { .. } => Some(
+                "[data] path takes an IDX image file (raw or .gz) or a folder of PNG / JPEG images, optionally in one sub-folder per class".into(),
+            ),
             Error::Device { .. } => Some(
                 "use --device cpu, or install a Vulkan driver (Debian: mesa-vulkan-drivers) for --device wgpu"
                     .into(),

@@ -1,6 +1,8 @@
-//! Tables in and out, their schema, the reversible encoding and the data <-> model layout.
+//! Tables in and out, their schema, the reversible encoding and the data <-> model layout;
+//! image sets for DDPM.
 
 pub mod gmm;
+pub mod images;
 pub mod io;
 pub mod layout;
 pub mod sampler;
