@@ -1,4 +1,6 @@
 //! Architectures and losses only: no IO, no loops.
 
+pub mod classifier;
 pub mod ctgan;
+pub mod ddpm;
 pub mod tvae;
