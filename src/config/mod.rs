@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub data: DataConfig,
+    /// `[images]`: how DDPM reads `[data] path` (images only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImagesConfig>,
     #[serde(default)]
     pub transformer: TransformerConfig,
     pub model: ModelConfig,
@@ -82,6 +85,41 @@ impl DataConfig {
     }
 }
 
+/// `[images]`: the shape DDPM trains on. `[data] path` is an IDX image file (raw or gzip) or a
+/// folder of PNG / JPEG images, with class labels from sub-folder names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// IDX label file (default: the `*-labels-idx1-ubyte*` file beside an IDX image file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<PathBuf>,
+    /// Side of the square images the model sees (default: the data's own size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    /// 1 (grayscale) or 3 (RGB) (default: 1 for IDX and all-gray folders, else 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<usize>,
+    /// Images of another size: "fill" (scale and crop the centre), "stretch" or "none" (refuse).
+    pub resize: crate::data::images::Resize,
+    /// Train on the first this many images only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+impl ImagesConfig {
+    /// What to load for `[data] path`.
+    pub fn spec(&self, path: &Path) -> crate::data::images::ImageSpec {
+        crate::data::images::ImageSpec {
+            path: path.to_path_buf(),
+            labels: self.labels.clone(),
+            size: self.size,
+            channels: self.channels,
+            resize: self.resize,
+            limit: self.limit,
+        }
+    }
+}
+
 /// `[transformer]`: mode-specific normalization (CTGAN, Xu et al. 2019, section 4.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -113,6 +151,7 @@ impl Default for TransformerConfig {
 pub enum ModelConfig {
     Tvae(TvaeConfig),
     Ctgan(CtganConfig),
+    Ddpm(DdpmConfig),
 }
 
 impl ModelConfig {
@@ -121,6 +160,76 @@ impl ModelConfig {
         match self {
             ModelConfig::Tvae(_) => "tvae",
             ModelConfig::Ctgan(_) => "ctgan",
+            ModelConfig::Ddpm(_) => "ddpm",
+        }
+    }
+
+    /// Does the model train on images (not on a table)?
+    pub fn is_image(&self) -> bool {
+        matches!(self, ModelConfig::Ddpm(_))
+    }
+}
+
+/// DDPM hyperparameters (Ho et al. 2020, with the improvements of Nichol & Dhariwal 2021 and
+/// classifier-free guidance, Ho & Salimans 2022). The defaults fit MNIST on a CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DdpmConfig {
+    /// Channels of the first UNet level.
+    pub base_channels: usize,
+    /// Channels of each level as multiples of base_channels; each level after the first halves
+    /// the resolution.
+    pub channel_mults: Vec<usize>,
+    /// Residual blocks per level.
+    pub res_blocks: usize,
+    /// Self-attention at levels of these side lengths (the middle always has it).
+    pub attention_resolutions: Vec<usize>,
+    /// Attention heads (must divide every level's channels).
+    pub heads: usize,
+    /// GroupNorm groups (must divide every level's channels).
+    pub groups: usize,
+    /// Dropout in the residual blocks.
+    pub dropout: f64,
+    /// Diffusion steps T.
+    pub timesteps: usize,
+    /// "linear" (1e-4 .. 0.02) or "cosine" (s = 0.008).
+    pub schedule: crate::models::ddpm::schedule::ScheduleKind,
+    /// Condition on the data's class labels (when it has them), for `sample --class`.
+    pub class_conditional: bool,
+    /// Share of training images whose label is dropped (classifier-free guidance).
+    pub label_dropout: f64,
+    /// AdamW learning rate after warm-up.
+    pub learning_rate: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Steps of linear learning-rate warm-up from 0.
+    pub warmup_steps: usize,
+    /// Clip the global gradient norm to this (0: no clipping).
+    pub grad_clip: f64,
+    /// Decay of the exponential moving average of the weights used for sampling, reached after
+    /// a warm-up of min(decay, (1 + step) / (10 + step)).
+    pub ema_decay: f64,
+}
+
+impl Default for DdpmConfig {
+    fn default() -> Self {
+        Self {
+            base_channels: 32,
+            channel_mults: vec![1, 2, 2],
+            res_blocks: 2,
+            attention_resolutions: vec![7],
+            heads: 4,
+            groups: 8,
+            dropout: 0.1,
+            timesteps: 1000,
+            schedule: crate::models::ddpm::schedule::ScheduleKind::Linear,
+            class_conditional: true,
+            label_dropout: 0.1,
+            learning_rate: 2e-4,
+            weight_decay: 0.0,
+            warmup_steps: 500,
+            grad_clip: 1.0,
+            ema_decay: 0.999,
         }
     }
 }
@@ -301,6 +410,38 @@ impl Config {
             return Err(bad("[transformer] max_iter must be at least 1".into()));
         }
         let d = &self.data;
+        if self.model.is_image() {
+            for (key, v) in [
+                ("discrete", &d.discrete),
+                ("continuous", &d.continuous),
+                ("ignore", &d.ignore),
+            ] {
+                if !v.is_empty() {
+                    return Err(bad(format!(
+                        "[data] {key} names table columns; a DDPM trains on images"
+                    )));
+                }
+            }
+            if self.eval.is_some() {
+                return Err(bad(
+                    "[eval] evaluates tables; for images run 'evaluate --images' on the samples"
+                        .into(),
+                ));
+            }
+            if let Some(i) = &self.images {
+                if i.channels.is_some_and(|c| c != 1 && c != 3) {
+                    return Err(bad("[images] channels must be 1 or 3".into()));
+                }
+                if i.size == Some(0) || i.limit == Some(0) {
+                    return Err(bad("[images] size and limit must be at least 1".into()));
+                }
+            }
+        } else if self.images.is_some() {
+            return Err(bad(format!(
+                "[images] is for DDPM; a {} model trains on a table",
+                self.model.kind()
+            )));
+        }
         for (a, la, b, lb) in [
             (&d.discrete, "discrete", &d.continuous, "continuous"),
             (&d.discrete, "discrete", &d.ignore, "ignore"),
@@ -372,6 +513,50 @@ impl Config {
                         "[train] batch_size ({}) must be a multiple of [model] pac ({})",
                         t.batch_size, m.pac
                     )));
+                }
+            }
+            ModelConfig::Ddpm(m) => {
+                if m.base_channels == 0
+                    || m.channel_mults.is_empty()
+                    || m.channel_mults.contains(&0)
+                {
+                    return Err(bad(
+                        "[model] base_channels and channel_mults must be at least 1 (and channel_mults not empty)".into(),
+                    ));
+                }
+                if m.res_blocks == 0 || m.heads == 0 || m.groups == 0 {
+                    return Err(bad(
+                        "[model] res_blocks, heads and groups must be at least 1".into(),
+                    ));
+                }
+                for mult in &m.channel_mults {
+                    let ch = m.base_channels * mult;
+                    for (key, v) in [("groups", m.groups), ("heads", m.heads)] {
+                        if !ch.is_multiple_of(v) {
+                            return Err(bad(format!(
+                                "[model] {key} ({v}) must divide every level's channels; {ch} = base_channels {} x {mult} is not a multiple",
+                                m.base_channels
+                            )));
+                        }
+                    }
+                }
+                if m.timesteps < 2 {
+                    return Err(bad("[model] timesteps must be at least 2".into()));
+                }
+                positive("learning_rate", m.learning_rate)?;
+                for (key, v) in [
+                    ("dropout", m.dropout),
+                    ("label_dropout", m.label_dropout),
+                    ("ema_decay", m.ema_decay),
+                ] {
+                    if !(0.0..1.0).contains(&v) {
+                        return Err(bad(format!("[model] {key} must be in [0, 1), got {v}")));
+                    }
+                }
+                for (key, v) in [("weight_decay", m.weight_decay), ("grad_clip", m.grad_clip)] {
+                    if !(v >= 0.0 && v.is_finite()) {
+                        return Err(bad(format!("[model] {key} must be 0 or more, got {v}")));
+                    }
                 }
             }
         }

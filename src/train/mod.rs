@@ -2,6 +2,7 @@
 //! checkpoint.
 
 pub mod ctgan;
+pub mod ddpm;
 pub mod metrics;
 pub mod tvae;
 
@@ -159,14 +160,27 @@ fn start(opts: &TrainOptions, models_dir: &Path) -> Result<PathBuf> {
     };
     config.train.seed = Some(seed);
 
-    let prepared = prepare(&config, config_path, None)?;
-    check_eval(&config, config_path, &prepared)?;
+    let data = if config.model.is_image() {
+        Data::Images(ddpm::prepare(&config, config_path)?)
+    } else {
+        let prepared = prepare(&config, config_path, None)?;
+        check_eval(&config, config_path, &prepared)?;
+        Data::Table(prepared)
+    };
     let selected = device::select(config.train.device)?;
     let run = RunDir::create(models_dir, &id, opts.force)?;
     run::atomic_write(&run.file(run::CONFIG), config.to_toml().as_bytes())?;
-    let transformer_json =
-        serde_json::to_string_pretty(&prepared.transformer).expect("a transformer serializes");
-    run::atomic_write(&run.file(run::TRANSFORMER), transformer_json.as_bytes())?;
+    let (file, json) = match &data {
+        Data::Table(p) => (
+            run::TRANSFORMER,
+            serde_json::to_string_pretty(&p.transformer).expect("a transformer serializes"),
+        ),
+        Data::Images(p) => (
+            ddpm::IMAGES,
+            serde_json::to_string_pretty(&p.images).expect("image info serializes"),
+        ),
+    };
+    run::atomic_write(&run.file(file), json.as_bytes())?;
     let now = run::utc_stamp(std::time::SystemTime::now(), true);
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -175,7 +189,7 @@ fn start(opts: &TrainOptions, models_dir: &Path) -> Result<PathBuf> {
         burn_version: BURN_VERSION.into(),
         seed,
         device: selected.description.clone(),
-        data: prepared.info.clone(),
+        data: data.info().clone(),
         epochs: config.train.epochs,
         checkpoint: None,
         created: now.clone(),
@@ -188,7 +202,7 @@ fn start(opts: &TrainOptions, models_dir: &Path) -> Result<PathBuf> {
         metrics: Metrics::new(loss_names(&config.model)),
         progress: progress_bar(config.train.epochs, 0, opts.quiet),
     };
-    fit(&config, &prepared, &selected.device, session, None)
+    fit(&config, &data, &selected.device, session, None)
 }
 
 fn resume(opts: &TrainOptions, id: &str, models_dir: &Path) -> Result<PathBuf> {
@@ -218,9 +232,13 @@ fn resume(opts: &TrainOptions, id: &str, models_dir: &Path) -> Result<PathBuf> {
         info!(run = %path.display(), epochs = checkpoint.epoch, "the run already has its epochs; pass --epochs N to train further");
         return Ok(path);
     }
-    let transformer = load_transformer(&path)?;
-    let prepared = prepare(&config, &config_file, Some(transformer))?;
-    if prepared.info.schema_digest != manifest.data.schema_digest {
+    let data = if config.model.is_image() {
+        Data::Images(ddpm::prepare(&config, &config_file)?)
+    } else {
+        let transformer = load_transformer(&path)?;
+        Data::Table(prepare(&config, &config_file, Some(transformer))?)
+    };
+    if data.info().schema_digest != manifest.data.schema_digest {
         return Err(Error::DataMismatch {
             path: config.data.path.clone(),
             message: "its columns or their types differ from those the run was trained on".into(),
@@ -252,7 +270,22 @@ fn resume(opts: &TrainOptions, id: &str, models_dir: &Path) -> Result<PathBuf> {
         weights,
         optimizer,
     };
-    fit(&config, &prepared, &selected.device, session, Some(state))
+    fit(&config, &data, &selected.device, session, Some(state))
+}
+
+/// What a run trains on.
+enum Data {
+    Table(Prepared),
+    Images(ddpm::PreparedImages),
+}
+
+impl Data {
+    fn info(&self) -> &DataInfo {
+        match self {
+            Data::Table(p) => &p.info,
+            Data::Images(p) => &p.info,
+        }
+    }
 }
 
 /// The Burn version this build links (kept in manifests).
@@ -464,6 +497,7 @@ fn loss_names(model: &ModelConfig) -> &'static [&'static str] {
     match model {
         ModelConfig::Tvae(_) => tvae::LOSSES,
         ModelConfig::Ctgan(_) => ctgan::LOSSES,
+        ModelConfig::Ddpm(_) => ddpm::LOSSES,
     }
 }
 
@@ -483,18 +517,21 @@ fn progress_bar(epochs: usize, done: usize, quiet: bool) -> ProgressBar {
 
 fn fit(
     config: &Config,
-    prepared: &Prepared,
+    data: &Data,
     device: &burn::tensor::Device,
     mut session: Session,
     resume: Option<ResumeState>,
 ) -> Result<PathBuf> {
-    match &config.model {
-        ModelConfig::Tvae(m) => {
-            tvae::fit(m, &config.train, prepared, device, &mut session, resume)?
+    let t = &config.train;
+    match (&config.model, data) {
+        (ModelConfig::Tvae(m), Data::Table(p)) => tvae::fit(m, t, p, device, &mut session, resume)?,
+        (ModelConfig::Ctgan(m), Data::Table(p)) => {
+            ctgan::fit(m, t, p, device, &mut session, resume)?
         }
-        ModelConfig::Ctgan(m) => {
-            ctgan::fit(m, &config.train, prepared, device, &mut session, resume)?
+        (ModelConfig::Ddpm(m), Data::Images(p)) => {
+            ddpm::fit(m, t, p, device, &mut session, resume)?
         }
+        _ => unreachable!("the data is prepared for the model's kind"),
     }
     session.progress.finish_and_clear();
     let seconds: f64 = session.metrics.rows.iter().map(|r| r[r.len() - 1]).sum();
