@@ -7,6 +7,7 @@
 //! `--balance col` draws equal counts of each category of `col`.
 
 pub mod condition;
+pub mod images;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -57,10 +58,48 @@ pub struct SampleOptions {
     /// A discrete column whose categories come in equal counts.
     pub balance: Option<String>,
     pub quiet: bool,
+    /// Images: DDIM with this many steps (default: all T steps of ancestral DDPM).
+    pub steps: Option<usize>,
+    /// Images: DDIM's eta (default 0: deterministic).
+    pub eta: Option<f64>,
+    /// Images: the class to generate (name or index) of a class-conditional model.
+    pub class: Option<String>,
+    /// Images: classifier-free guidance weight (default 1: plain conditional sampling).
+    pub guidance: Option<f64>,
 }
 
-/// Generate `rows` rows from a run and write them.
+/// Generate `rows` rows (or images) from a run and write them.
 pub fn sample(opts: &SampleOptions) -> Result<()> {
+    // Arguments are checked before the run is looked up.
+    if opts.rows == 0 {
+        return Err(Error::Invalid {
+            what: "-n".into(),
+            message: "the number to sample must be at least 1".into(),
+        });
+    }
+    if opts.batch_size == Some(0) {
+        return Err(Error::Invalid {
+            what: "--batch-size".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    let models_dir = run::models_dir(opts.models_dir.as_deref());
+    let path = run::resolve(&opts.checkpoint, &models_dir)?;
+    if Manifest::load(&path)?.model == "ddpm" {
+        return images::sample(opts, &path);
+    }
+    let image_only = [
+        ("--steps", opts.steps.is_some()),
+        ("--eta", opts.eta.is_some()),
+        ("--class", opts.class.is_some()),
+        ("--guidance", opts.guidance.is_some()),
+    ];
+    if let Some((flag, _)) = image_only.iter().find(|(_, given)| *given) {
+        return Err(Error::Invalid {
+            what: (*flag).into(),
+            message: "applies to image (DDPM) runs; for tables use --condition or --balance".into(),
+        });
+    }
     let table = generate(opts)?;
     let t0 = Instant::now();
     table.write(&opts.output)?;
@@ -120,6 +159,7 @@ impl Sampler {
                     cond,
                 }
             }
+            ModelConfig::Ddpm(_) => unreachable!("image runs are refused before loading"),
         })
     }
 
@@ -223,7 +263,7 @@ impl Sampler {
 
 /// `n` standard normal values drawn in parallel chunks, each with its own generator seeded
 /// from `rng`: the result depends on the seed only, not on the number of threads.
-fn standard_normals(n: usize, rng: &mut StdRng) -> Vec<f32> {
+pub(crate) fn standard_normals(n: usize, rng: &mut StdRng) -> Vec<f32> {
     const CHUNK: usize = 1 << 15;
     let seeds: Vec<u64> = (0..n.div_ceil(CHUNK)).map(|_| rng.random()).collect();
     let mut out = vec![0.0f32; n];
@@ -317,6 +357,15 @@ pub fn generate(opts: &SampleOptions) -> Result<Table> {
     let models_dir = run::models_dir(opts.models_dir.as_deref());
     let path = run::resolve(&opts.checkpoint, &models_dir)?;
     let manifest = Manifest::load(&path)?;
+    if manifest.model == "ddpm" {
+        return Err(Error::Invalid {
+            what: "--checkpoint".into(),
+            message: format!(
+                "'{}' is an image model; it samples images, not rows",
+                path.display()
+            ),
+        });
+    }
     let config_file = path.join(run::CONFIG);
     let text = std::fs::read_to_string(&config_file).map_err(|source| Error::Io {
         path: config_file.clone(),
@@ -331,7 +380,7 @@ pub fn generate(opts: &SampleOptions) -> Result<Table> {
         .collect::<Result<_>>()?;
     let cond_sampler = match &config.model {
         ModelConfig::Ctgan(_) => Some(CondSampler::new(&transformer)),
-        ModelConfig::Tvae(_) => None,
+        ModelConfig::Tvae(_) | ModelConfig::Ddpm(_) => None,
     };
     let resolved: Vec<Resolved> = conditions
         .iter()
