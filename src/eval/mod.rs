@@ -15,6 +15,7 @@
 pub mod diagnostic;
 pub mod fidelity;
 mod html;
+pub mod images;
 pub mod privacy;
 pub mod report;
 pub mod utility;
