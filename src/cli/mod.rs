@@ -57,23 +57,23 @@ pub struct TrainArgs {
     pub verbosity: Verbosity,
 }
 
-/// Sample rows from a trained run.
+/// Sample rows (tables) or images (DDPM) from a trained run.
 #[derive(Debug, Parser)]
 #[command(name = "sample", version, about)]
 pub struct SampleArgs {
     /// Run id (under the models directory) or path to a run directory.
     #[arg(long)]
     pub checkpoint: String,
-    /// Number of rows.
+    /// Number of rows (or images).
     #[arg(short = 'n', long = "rows")]
     pub rows: usize,
-    /// Output: .csv or .parquet file, or '-' for CSV on stdout.
+    /// Output: .csv or .parquet file, or '-' for CSV on stdout; for images a new directory.
     #[arg(short, long, default_value = "-")]
     pub output: PathBuf,
     /// Seed of the sampler (drawn and logged when absent).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Rows generated per batch (default 10,000); changes speed and memory, not the rows' distribution.
+    /// Rows (default 10,000) or images (default 64) generated per batch; changes speed and memory, not the distribution.
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Keep only rows where COLUMN has VALUE (a discrete column; repeatable: all must hold).
@@ -82,6 +82,18 @@ pub struct SampleArgs {
     /// Equal counts of each category of this discrete column (e.g. to augment a rare class).
     #[arg(long, value_name = "COLUMN")]
     pub balance: Option<String>,
+    /// Images: sample with DDIM in this many steps (default: ancestral DDPM over all T steps).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Images: DDIM's eta (0 = deterministic; 1 = DDPM-like noise).
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// Images: generate this class (name or index) from a class-conditional model.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Images: classifier-free guidance weight (1 = plain conditional; larger = closer to the class).
+    #[arg(long)]
+    pub guidance: Option<f64>,
     /// Device (default: the run's configured device).
     #[arg(long, value_enum)]
     pub device: Option<DeviceChoice>,
@@ -92,16 +104,23 @@ pub struct SampleArgs {
     pub verbosity: Verbosity,
 }
 
-/// Measure how faithful, private and useful a synthetic table is (SDMetrics' definitions).
+/// Measure how faithful, private and useful a synthetic table is (SDMetrics' definitions), or
+/// with --images how close generated images are to real ones.
 #[derive(Debug, Parser)]
 #[command(name = "evaluate", version, about)]
 pub struct EvaluateArgs {
-    /// The real table (the model's training data): CSV or Parquet.
+    /// The real table (the model's training data): CSV or Parquet; with --images an IDX file or a folder of images.
     #[arg(long)]
     pub real: PathBuf,
-    /// The synthetic table.
+    /// The synthetic table; with --images a folder of images (as `sample` writes) or an IDX file.
     #[arg(long)]
     pub synthetic: PathBuf,
+    /// Compare images: Frechet distance in a shipped classifier's feature space, confidence, class histogram.
+    #[arg(long)]
+    pub images: bool,
+    /// With --images: the shipped classifier whose features are compared.
+    #[arg(long, value_enum, default_value = "mnist", requires = "images")]
+    pub classifier: crate::eval::images::ClassifierKind,
     /// Real rows the model never saw: adds DCR overfitting protection and utility.
     #[arg(long)]
     pub holdout: Option<PathBuf>,
@@ -225,9 +244,61 @@ pub fn sample_main() -> ExitCode {
         conditions: args.conditions,
         balance: args.balance,
         quiet: args.verbosity.quiet,
+        steps: args.steps,
+        eta: args.eta,
+        class: args.class,
+        guidance: args.guidance,
     };
     match crate::sample::sample(&opts) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+/// `evaluate --images`.
+fn evaluate_images_main(args: &EvaluateArgs) -> ExitCode {
+    let table_only = [
+        ("--holdout", args.holdout.is_some()),
+        ("--target", args.target.is_some()),
+        ("--discrete", !args.discrete.is_empty()),
+        ("--continuous", !args.continuous.is_empty()),
+        ("--ignore", !args.ignore.is_empty()),
+        ("--separator", args.separator.is_some()),
+    ];
+    if let Some((flag, _)) = table_only.iter().find(|(_, given)| *given) {
+        return report(&Error::Invalid {
+            what: (*flag).into(),
+            message: "applies to tables, not to --images".into(),
+        });
+    }
+    let run = || -> crate::error::Result<crate::eval::images::ImageReport> {
+        let selected = crate::device::select(args.device)?;
+        let r = crate::eval::images::evaluate_images(
+            &args.real,
+            &args.synthetic,
+            args.classifier,
+            &selected.device,
+        )?;
+        if let Some(dir) = &args.output {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+                path: dir.clone(),
+                source,
+            })?;
+            let json = serde_json::to_string_pretty(&r).expect("a report serializes");
+            crate::run::atomic_write(&dir.join("images-report.json"), json.as_bytes())?;
+        }
+        Ok(r)
+    };
+    match run() {
+        Ok(r) => {
+            eprint!("{}", crate::eval::images::summary(&r));
+            if args.json {
+                use std::io::Write;
+                let json = serde_json::to_string_pretty(&r).expect("a report serializes");
+                let _ = writeln!(std::io::stdout().lock(), "{json}");
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => report(&e),
     }
 }
@@ -237,6 +308,9 @@ pub fn evaluate_main() -> ExitCode {
     install_panic_hook();
     let args = EvaluateArgs::parse();
     init_logging(&args.verbosity);
+    if args.images {
+        return evaluate_images_main(&args);
+    }
     let opts = EvalOptions {
         real: args.real,
         synthetic: args.synthetic,

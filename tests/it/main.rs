@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod ctgan;
+mod ddpm;
 mod evaluate;
 mod tables;
 
