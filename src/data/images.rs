@@ -286,6 +286,24 @@ fn raw_to_image(raw: &[u8], w: usize, h: usize, c: usize) -> DynamicImage {
 
 const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
 
+/// The contact sheet that `sample` writes beside the images; not an image of the set.
+pub const GRID_FILE: &str = "grid.png";
+/// The class each image was sampled for (`file,class`), written by `sample` beside the images.
+pub const LABELS_FILE: &str = "labels.csv";
+
+/// The images directly in `dir`, sorted by name, without a `sample` grid beside them: the
+/// images, in order, of an unlabelled folder.
+pub fn folder_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut direct: Vec<PathBuf> = sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| is_image(p))
+        .collect();
+    if direct.len() > 1 {
+        direct.retain(|p| p.file_name().and_then(|n| n.to_str()) != Some(GRID_FILE));
+    }
+    Ok(direct)
+}
+
 fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
@@ -313,7 +331,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 fn read_folder(spec: &ImageSpec) -> Result<ImageSet> {
     let entries = sorted_entries(&spec.path)?;
     let subdirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
-    let direct: Vec<PathBuf> = entries.iter().filter(|p| is_image(p)).cloned().collect();
+    let direct = folder_images(&spec.path)?;
     let (files, labels, classes) = if !subdirs.is_empty() && direct.is_empty() {
         let mut files = Vec::new();
         let mut labels = Vec::new();
@@ -538,6 +556,22 @@ mod tests {
         spec.resize = Resize::None;
         let err = ImageSet::load(&spec).unwrap_err().to_string();
         assert!(err.contains("not 16x16"), "{err}");
+    }
+
+    #[test]
+    fn a_sample_folder_leaves_out_its_grid() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3 {
+            image::GrayImage::from_pixel(8, 8, image::Luma([i * 50]))
+                .save(dir.path().join(format!("{i:05}.png")))
+                .unwrap();
+        }
+        image::GrayImage::from_pixel(30, 12, image::Luma([255]))
+            .save(dir.path().join(GRID_FILE))
+            .unwrap();
+        let set = ImageSet::load(&ImageSpec::new(dir.path())).unwrap();
+        assert_eq!((set.len(), set.channels, set.height), (3, 1, 8));
+        assert_eq!(set.image(2)[0], 100);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::data::images::{ImageSet, ImageSpec, Resize, to_unit};
+use crate::data::images::{ImageSet, ImageSpec, LABELS_FILE, Resize, folder_images, to_unit};
 use crate::error::{Error, Result};
 use crate::models::classifier::{self, Classifier, FEATURES, SIDE};
 
@@ -104,6 +104,10 @@ pub struct ImageReport {
     /// Accuracy of the classifier on the real images, when they have labels.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub real_accuracy: Option<f64>,
+    /// Share of the synthetic images that the classifier assigns to the class they were sampled
+    /// for, when the folder has `sample`'s labels.csv naming this classifier's classes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_agreement: Option<f64>,
     pub seconds: f64,
 }
 
@@ -290,6 +294,46 @@ fn predictions(probs: &[f32], classes: usize) -> Vec<(usize, f32)> {
         .collect()
 }
 
+/// The class each image of a `sample` folder was asked for, in the folder's image order, from
+/// its labels.csv; `None` for an IDX file or a folder without one.
+fn sampled_classes(synthetic: &Path) -> Result<Option<Vec<String>>> {
+    let file = synthetic.join(LABELS_FILE);
+    if !synthetic.is_dir() || !file.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
+        path: file.clone(),
+        source,
+    })?;
+    let bad = |message: String| Error::Evaluate {
+        message: format!("'{}': {message}", file.display()),
+        hint: "it must list `file,class` for every image of the folder, as `sample` writes it; \
+               remove it to evaluate without the classes"
+            .into(),
+    };
+    let mut asked = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let (name, class) = line
+            .split_once(',')
+            .ok_or_else(|| bad(format!("line {} is not `file,class`", i + 1)))?;
+        asked.insert(name.to_string(), class.to_string());
+    }
+    let images = folder_images(synthetic)?;
+    if images.is_empty() {
+        return Ok(None);
+    }
+    images
+        .iter()
+        .map(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            asked
+                .remove(name)
+                .ok_or_else(|| bad(format!("has no class for {name}")))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
 /// Evaluate generated images against real ones.
 pub fn evaluate_images(
     real: &Path,
@@ -322,19 +366,16 @@ pub fn evaluate_images(
     let mean_conf = |pred: &[(usize, f32)]| {
         pred.iter().map(|p| f64::from(p.1)).sum::<f64>() / pred.len() as f64
     };
+    let class_index = |c: &str| {
+        names
+            .iter()
+            .position(|n| n == c)
+            .or_else(|| c.parse::<usize>().ok().filter(|i| *i < k))
+    };
     // Real labels count only when they name this classifier's classes: folders named like its
     // classes, or IDX label numbers (0-9 index the classes in their published order).
     let real_accuracy = real_set.labels.as_ref().and_then(|labels| {
-        let map: Option<Vec<usize>> = real_set
-            .classes
-            .iter()
-            .map(|c| {
-                names
-                    .iter()
-                    .position(|n| n == c)
-                    .or_else(|| c.parse::<usize>().ok().filter(|i| *i < k))
-            })
-            .collect();
+        let map: Option<Vec<usize>> = real_set.classes.iter().map(|c| class_index(c)).collect();
         map.map(|map| {
             let hits = labels
                 .iter()
@@ -342,6 +383,13 @@ pub fn evaluate_images(
                 .filter(|(l, p)| map[**l as usize] == p.0)
                 .count();
             hits as f64 / labels.len() as f64
+        })
+    });
+    let class_agreement = sampled_classes(synthetic)?.and_then(|asked| {
+        let asked: Option<Vec<usize>> = asked.iter().map(|c| class_index(c)).collect();
+        asked.map(|asked| {
+            let hits = asked.iter().zip(&spred).filter(|(a, p)| **a == p.0).count();
+            hits as f64 / asked.len() as f64
         })
     });
     Ok(ImageReport {
@@ -364,6 +412,7 @@ pub fn evaluate_images(
             })
             .collect(),
         real_accuracy,
+        class_agreement,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -385,6 +434,11 @@ pub fn summary(r: &ImageReport) -> String {
     if let Some(a) = r.real_accuracy {
         s.push_str(&format!(
             "  classifier accuracy on the real images   {a:.4}\n"
+        ));
+    }
+    if let Some(a) = r.class_agreement {
+        s.push_str(&format!(
+            "  synthetic images of the class asked for  {a:.4}   (labels.csv)\n"
         ));
     }
     s.push_str("  class     synthetic   real\n");

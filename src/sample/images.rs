@@ -14,7 +14,9 @@ use rand::{RngExt, SeedableRng};
 use tracing::info;
 
 use crate::config::{Config, DdpmConfig, ModelConfig};
-use crate::data::images::{ImageSet, from_unit, grid, to_dynamic, write_png};
+use crate::data::images::{
+    GRID_FILE, ImageSet, LABELS_FILE, from_unit, grid, to_dynamic, write_png,
+};
 use crate::device;
 use crate::error::{Error, Result};
 use crate::models::ddpm::{Schedule, UNet};
@@ -358,9 +360,9 @@ pub fn write_images(set: &ImageSet, out: &Path) -> Result<()> {
             ..set.clone()
         };
         let cols = (shown as f64).sqrt().ceil() as usize;
-        write_png(&grid(&first, cols), &staging.join("grid.png"))?;
+        write_png(&grid(&first, cols), &staging.join(GRID_FILE))?;
         if set.labels.is_some() {
-            run::atomic_write(&staging.join("labels.csv"), csv.as_bytes())?;
+            run::atomic_write(&staging.join(LABELS_FILE), csv.as_bytes())?;
         }
         if out.exists() {
             std::fs::remove_dir(out).map_err(|e| err(out, e))?;

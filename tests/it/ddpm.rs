@@ -313,17 +313,27 @@ fn bad_image_data_is_refused_without_a_run() {
     assert!(err.contains("class-conditional"), "{err}");
 }
 
-/// Write the images `range` of an IDX file as PNGs into `dir`.
-fn write_pngs(idx: &str, range: std::ops::Range<usize>, dir: &Path) {
+/// Write the images `range` of an IDX file as PNGs into `dir`; returns their labels.
+fn write_pngs(idx: &str, range: std::ops::Range<usize>, dir: &Path) -> Vec<u32> {
     let set = synthgen::data::images::ImageSet::load(&synthgen::data::images::ImageSpec::new(
         root().join(idx),
     ))
     .unwrap();
     std::fs::create_dir_all(dir).unwrap();
-    for i in range {
+    for i in range.clone() {
         let img = synthgen::data::images::to_dynamic(set.image(i), 1, 28, 28);
         img.save(dir.join(format!("{i:05}.png"))).unwrap();
     }
+    set.labels.unwrap()[range].to_vec()
+}
+
+/// A labels.csv as `sample` writes it: image i asked for class `class(label of i)`.
+fn write_labels(dir: &Path, labels: &[u32], class: impl Fn(u32) -> u32) {
+    let mut csv = String::from("file,class\n");
+    for (i, &l) in labels.iter().enumerate() {
+        csv.push_str(&format!("{i:05}.png,{}\n", class(l)));
+    }
+    std::fs::write(dir.join("labels.csv"), csv).unwrap();
 }
 
 #[test]
@@ -333,7 +343,11 @@ fn evaluate_images_tells_real_digits_from_noise() {
     let real = "data/mnist/t10k-images-idx3-ubyte.gz";
     // Held-out real digits (the classifier was trained on MNIST's training split).
     let digits = m.join("digits");
-    write_pngs(real, 0..1000, &digits);
+    let digit_labels = write_pngs(real, 0..1000, &digits);
+    // As in a folder that `sample` wrote: its grid.png is not one of the images.
+    image::GrayImage::from_pixel(92, 62, image::Luma([255]))
+        .save(digits.join("grid.png"))
+        .unwrap();
     let noise = m.join("noise");
     std::fs::create_dir(&noise).unwrap();
     let mut state = 12345u64;
@@ -398,6 +412,31 @@ fn evaluate_images_tells_real_digits_from_noise() {
         hist.iter().all(|c| c["synthetic"].as_f64().unwrap() > 0.05),
         "{good}"
     );
+
+    // Without labels.csv there is nothing to agree with; with it, the share of images that the
+    // classifier puts in the class they were asked for.
+    assert!(good.get("class_agreement").is_none(), "{good}");
+    write_labels(&digits, &digit_labels, |l| l);
+    let (right, text) = report(&digits, "mnist", real);
+    assert!(f(&right, "class_agreement") >= 0.97, "{right}");
+    assert!(text.contains("class asked for"), "{text}");
+    write_labels(&digits, &digit_labels, |l| (l + 1) % 10);
+    let (wrong, _) = report(&digits, "mnist", real);
+    assert!(f(&wrong, "class_agreement") < 0.05, "{wrong}");
+    write_labels(&digits, &digit_labels[..999], |l| l);
+    let err = user_error(&run(
+        "evaluate",
+        m,
+        &[
+            "--images",
+            "--real",
+            real,
+            "--synthetic",
+            digits.to_str().unwrap(),
+            "-q",
+        ],
+    ));
+    assert!(err.contains("has no class for 00999.png"), "{err}");
 
     // Fashion-MNIST's classifier on its own test images.
     let clothes = m.join("clothes");
