@@ -1,5 +1,6 @@
-//! synthgen: train deep generative models of private tables (TVAE; CTGAN and DDPM to come)
-//! with Burn on a GPU through wgpu or on the CPU, checkpoint every run, and sample from them.
+//! synthgen: train deep generative models of private data (CTGAN and TVAE on tables, DDPM on
+//! images) with Burn on a GPU through wgpu or on the CPU, checkpoint every run, and sample
+//! from them.
 //!
 //! The binaries `train` and `sample` are one call each into [`cli`]. The library is laid out
 //! as data (tables, schema, reversible encoding) -> models (architectures and losses) ->

@@ -294,14 +294,16 @@ pub const LABELS_FILE: &str = "labels.csv";
 /// The images directly in `dir`, sorted by name, without a `sample` grid beside them: the
 /// images, in order, of an unlabelled folder.
 pub fn folder_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut direct: Vec<PathBuf> = sorted_entries(dir)?
-        .into_iter()
-        .filter(|p| is_image(p))
-        .collect();
+    Ok(direct_images(&sorted_entries(dir)?))
+}
+
+/// The images among a folder's sorted entries, without a `sample` grid beside them.
+fn direct_images(entries: &[PathBuf]) -> Vec<PathBuf> {
+    let mut direct: Vec<PathBuf> = entries.iter().filter(|p| is_image(p)).cloned().collect();
     if direct.len() > 1 {
         direct.retain(|p| p.file_name().and_then(|n| n.to_str()) != Some(GRID_FILE));
     }
-    Ok(direct)
+    direct
 }
 
 fn is_image(path: &Path) -> bool {
@@ -331,7 +333,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 fn read_folder(spec: &ImageSpec) -> Result<ImageSet> {
     let entries = sorted_entries(&spec.path)?;
     let subdirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
-    let direct = folder_images(&spec.path)?;
+    let direct = direct_images(&entries);
     let (files, labels, classes) = if !subdirs.is_empty() && direct.is_empty() {
         let mut files = Vec::new();
         let mut labels = Vec::new();

@@ -83,6 +83,29 @@ pub fn list_runs(models_dir: &Path) -> Vec<String> {
     runs
 }
 
+/// A run's `config.toml`: the resolved configuration it was trained with.
+pub fn read_config(run: &Path) -> Result<crate::config::Config> {
+    let file = run.join(CONFIG);
+    let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
+        path: file.clone(),
+        source,
+    })?;
+    crate::config::Config::parse(&text, &file)
+}
+
+/// A JSON file `name` of a run (`transformer.json`, `images.json`).
+pub fn read_json<T: serde::de::DeserializeOwned>(run: &Path, name: &str) -> Result<T> {
+    let path = run.join(name);
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::BadRun {
+        path: run.to_path_buf(),
+        message: format!("{name}: {e}"),
+    })
+}
+
 /// `--checkpoint X`: a path if it is a run directory, else `models_dir/X`.
 pub fn resolve(checkpoint: &str, models_dir: &Path) -> Result<PathBuf> {
     let direct = Path::new(checkpoint);

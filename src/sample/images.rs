@@ -8,12 +8,11 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tracing::info;
 
-use crate::config::{Config, DdpmConfig, ModelConfig};
+use crate::config::{Config, ModelConfig};
 use crate::data::images::{
     GRID_FILE, ImageSet, LABELS_FILE, from_unit, grid, to_dynamic, write_png,
 };
@@ -22,8 +21,9 @@ use crate::error::{Error, Result};
 use crate::models::ddpm::{Schedule, UNet};
 use crate::run::manifest::read_verified;
 use crate::run::{self, Manifest};
-use crate::sample::{SampleOptions, standard_normals};
+use crate::sample::{SampleOptions, seed_or_draw, standard_normals};
 use crate::train::ddpm::{ImageInfo, load};
+use crate::train::progress_bar;
 
 /// Images per batch unless `--batch-size` says otherwise.
 pub const DEFAULT_BATCH: usize = 64;
@@ -55,9 +55,13 @@ pub struct ImageModel {
 }
 
 impl ImageModel {
-    pub fn load(path: &Path, device: &Device) -> Result<(ImageModel, DdpmConfig)> {
-        let manifest = Manifest::load(path)?;
-        let config = read_config(path)?;
+    /// The EMA weights of the run at `path`, trained with `config` (its config.toml).
+    pub fn load(
+        path: &Path,
+        manifest: &Manifest,
+        config: &Config,
+        device: &Device,
+    ) -> Result<ImageModel> {
         let ModelConfig::Ddpm(m) = &config.model else {
             return Err(Error::BadRun {
                 path: path.to_path_buf(),
@@ -68,14 +72,11 @@ impl ImageModel {
         let checkpoint = manifest.checkpoint(path)?;
         let weights = read_verified(path, &checkpoint.weights, &checkpoint.weights_sha256)?;
         let unet = load(m, info.shape(), weights, device, path)?.ema.valid();
-        Ok((
-            ImageModel {
-                unet,
-                schedule: Schedule::new(m.schedule, m.timesteps),
-                info,
-            },
-            m.clone(),
-        ))
+        Ok(ImageModel {
+            unet,
+            schedule: Schedule::new(m.schedule, m.timesteps),
+            info,
+        })
     }
 
     /// The index of a class given by name or by number.
@@ -175,32 +176,18 @@ impl ImageModel {
     }
 }
 
-fn read_config(path: &Path) -> Result<Config> {
-    let file = path.join(run::CONFIG);
-    let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
-        path: file.clone(),
-        source,
-    })?;
-    Config::parse(&text, &file)
-}
-
-/// `sample` for a DDPM run: write `-n` PNGs, `grid.png` and `labels.csv` into `-o DIR`.
-pub fn sample(opts: &SampleOptions, path: &Path) -> Result<()> {
+/// `sample` for a DDPM run (its counts already checked): write `-n` PNGs, `grid.png` and
+/// `labels.csv` into `-o DIR`.
+pub fn sample(opts: &SampleOptions, path: &Path, manifest: &Manifest) -> Result<()> {
     let invalid = |what: &str, message: &str| Error::Invalid {
         what: what.into(),
         message: message.into(),
     };
-    if opts.rows == 0 {
-        return Err(invalid("-n", "the number of images must be at least 1"));
-    }
     if !opts.conditions.is_empty() || opts.balance.is_some() {
         return Err(invalid(
             "--condition / --balance",
             "they select table rows; for an image model use --class",
         ));
-    }
-    if opts.batch_size == Some(0) {
-        return Err(invalid("--batch-size", "must be at least 1"));
     }
     if opts.steps == Some(0) {
         return Err(invalid("--steps", "must be at least 1"));
@@ -217,10 +204,10 @@ pub fn sample(opts: &SampleOptions, path: &Path) -> Result<()> {
         return Err(invalid("--guidance", "must be a number"));
     }
     let out = output_dir(&opts.output)?;
-    let config = read_config(path)?;
+    let config = run::read_config(path)?;
     let selected = device::select(opts.device.unwrap_or(config.train.device))?;
     let device = &selected.device;
-    let (model, _) = ImageModel::load(path, device)?;
+    let model = ImageModel::load(path, manifest, &config, device)?;
     let conditional = !model.info.classes.is_empty();
     let fixed = opts
         .class
@@ -243,11 +230,7 @@ pub fn sample(opts: &SampleOptions, path: &Path) -> Result<()> {
         Some(steps) => Sampler::Ddim { steps, eta },
         None => Sampler::Ddpm,
     };
-    let seed = opts.seed.unwrap_or_else(|| {
-        let s = rand::rng().random::<u64>() >> 11;
-        info!(seed = s, "no --seed given: drew one");
-        s
-    });
+    let seed = seed_or_draw(opts.seed);
     let mut rng = StdRng::seed_from_u64(seed);
     let n = opts.rows;
     let k = model.info.classes.len() as u32;
@@ -262,17 +245,10 @@ pub fn sample(opts: &SampleOptions, path: &Path) -> Result<()> {
         Sampler::Ddpm => model.schedule.steps(),
         Sampler::Ddim { steps, .. } => steps,
     };
-    let pb = ProgressBar::with_draw_target(
-        Some((n.div_ceil(batch) * per_batch) as u64),
-        ProgressDrawTarget::stderr(),
-    );
-    if opts.quiet {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    pb.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len}")
-            .expect("a valid template")
-            .progress_chars("=> "),
+    let pb = progress_bar(
+        (n.div_ceil(batch) * per_batch) as u64,
+        "step {pos}/{len}",
+        opts.quiet,
     );
     let t0 = Instant::now();
     let mut values =

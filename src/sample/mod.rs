@@ -9,12 +9,11 @@
 pub mod condition;
 pub mod images;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -32,7 +31,7 @@ use crate::models::ctgan::Ctgan;
 use crate::models::tvae::Tvae;
 use crate::run::manifest::read_verified;
 use crate::run::{self, Manifest};
-use crate::train::load_transformer;
+use crate::train::{load_transformer, progress_bar};
 
 pub use condition::{Condition, Resolved};
 
@@ -70,23 +69,9 @@ pub struct SampleOptions {
 
 /// Generate `rows` rows (or images) from a run and write them.
 pub fn sample(opts: &SampleOptions) -> Result<()> {
-    // Arguments are checked before the run is looked up.
-    if opts.rows == 0 {
-        return Err(Error::Invalid {
-            what: "-n".into(),
-            message: "the number to sample must be at least 1".into(),
-        });
-    }
-    if opts.batch_size == Some(0) {
-        return Err(Error::Invalid {
-            what: "--batch-size".into(),
-            message: "must be at least 1".into(),
-        });
-    }
-    let models_dir = run::models_dir(opts.models_dir.as_deref());
-    let path = run::resolve(&opts.checkpoint, &models_dir)?;
-    if Manifest::load(&path)?.model == "ddpm" {
-        return images::sample(opts, &path);
+    let (path, manifest) = open_run(opts)?;
+    if manifest.model == "ddpm" {
+        return images::sample(opts, &path, &manifest);
     }
     let image_only = [
         ("--steps", opts.steps.is_some()),
@@ -100,7 +85,7 @@ pub fn sample(opts: &SampleOptions) -> Result<()> {
             message: "applies to image (DDPM) runs; for tables use --condition or --balance".into(),
         });
     }
-    let table = generate(opts)?;
+    let table = generate_from(opts, &path, &manifest)?;
     let t0 = Instant::now();
     table.write(&opts.output)?;
     info!(rows = opts.rows, output = %opts.output.display(), seconds = t0.elapsed().as_secs_f64(), "written");
@@ -340,12 +325,21 @@ pub fn draw(
     Ok(out)
 }
 
-/// Generate the rows a [`SampleOptions`] asks for, as a table.
-pub fn generate(opts: &SampleOptions) -> Result<Table> {
+/// `--seed`, or one drawn and logged (below 2^53, exact in JSON numbers).
+fn seed_or_draw(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        let s = rand::rng().random::<u64>() >> 11;
+        info!(seed = s, "no --seed given: drew one");
+        s
+    })
+}
+
+/// Check the counts of a [`SampleOptions`] (before the run is looked up), then find its run.
+fn open_run(opts: &SampleOptions) -> Result<(PathBuf, Manifest)> {
     if opts.rows == 0 {
         return Err(Error::Invalid {
             what: "-n".into(),
-            message: "the number of rows must be at least 1".into(),
+            message: "the number to sample must be at least 1".into(),
         });
     }
     if opts.batch_size == Some(0) {
@@ -357,6 +351,17 @@ pub fn generate(opts: &SampleOptions) -> Result<Table> {
     let models_dir = run::models_dir(opts.models_dir.as_deref());
     let path = run::resolve(&opts.checkpoint, &models_dir)?;
     let manifest = Manifest::load(&path)?;
+    Ok((path, manifest))
+}
+
+/// Generate the rows a [`SampleOptions`] asks for, as a table.
+pub fn generate(opts: &SampleOptions) -> Result<Table> {
+    let (path, manifest) = open_run(opts)?;
+    generate_from(opts, &path, &manifest)
+}
+
+/// [`generate`] from a run already found.
+fn generate_from(opts: &SampleOptions, path: &Path, manifest: &Manifest) -> Result<Table> {
     if manifest.model == "ddpm" {
         return Err(Error::Invalid {
             what: "--checkpoint".into(),
@@ -366,13 +371,8 @@ pub fn generate(opts: &SampleOptions) -> Result<Table> {
             ),
         });
     }
-    let config_file = path.join(run::CONFIG);
-    let text = std::fs::read_to_string(&config_file).map_err(|source| Error::Io {
-        path: config_file.clone(),
-        source,
-    })?;
-    let config = Config::parse(&text, &config_file)?;
-    let transformer = load_transformer(&path)?;
+    let config = run::read_config(path)?;
+    let transformer = load_transformer(path)?;
     let conditions: Vec<Condition> = opts
         .conditions
         .iter()
@@ -391,27 +391,15 @@ pub fn generate(opts: &SampleOptions) -> Result<Table> {
         .as_ref()
         .map(|col| condition::balance_conditions(col, &transformer, cond_sampler.as_ref()))
         .transpose()?;
-    let checkpoint = manifest.checkpoint(&path)?;
-    let weights = read_verified(&path, &checkpoint.weights, &checkpoint.weights_sha256)?;
-    let seed = opts.seed.unwrap_or_else(|| {
-        let s = rand::rng().random::<u64>() >> 11;
-        info!(seed = s, "no --seed given: drew one");
-        s
-    });
+    let checkpoint = manifest.checkpoint(path)?;
+    let weights = read_verified(path, &checkpoint.weights, &checkpoint.weights_sha256)?;
+    let seed = seed_or_draw(opts.seed);
     let selected = device::select(opts.device.unwrap_or(config.train.device))?;
     let batch = opts.batch_size.unwrap_or(DEFAULT_BATCH);
     let layout = transformer.layout();
     let t0 = Instant::now();
-    let sampler = Sampler::load(&config, &transformer, weights, &selected.device, &path)?;
-    let pb = ProgressBar::with_draw_target(Some(opts.rows as u64), ProgressDrawTarget::stderr());
-    if opts.quiet {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    pb.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} rows")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    let sampler = Sampler::load(&config, &transformer, weights, &selected.device, path)?;
+    let pb = progress_bar(opts.rows as u64, "{pos}/{len} rows", opts.quiet);
     let mut rng = StdRng::seed_from_u64(seed);
     selected.device.seed(seed);
     let width = layout.width();

@@ -53,15 +53,7 @@ impl ImageInfo {
     }
 
     pub fn load(run: &Path) -> Result<ImageInfo> {
-        let path = run.join(IMAGES);
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| Error::BadRun {
-            path: run.to_path_buf(),
-            message: format!("{IMAGES}: {e}"),
-        })
+        crate::run::read_json(run, IMAGES)
     }
 }
 

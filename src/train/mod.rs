@@ -78,12 +78,7 @@ fn check_eval(config: &Config, config_path: &Path, prepared: &Prepared) -> Resul
 /// `[eval]`: sample the finished run and evaluate it against its training data; the report
 /// goes to `<run>/report/`.
 fn evaluate_run(dir: &Path, quiet: bool) -> Result<()> {
-    let config_file = dir.join(run::CONFIG);
-    let text = std::fs::read_to_string(&config_file).map_err(|source| Error::Io {
-        path: config_file.clone(),
-        source,
-    })?;
-    let config = Config::parse(&text, &config_file)?;
+    let config = run::read_config(dir)?;
     let Some(eval) = &config.eval else {
         return Ok(());
     };
@@ -200,7 +195,7 @@ fn start(opts: &TrainOptions, models_dir: &Path) -> Result<PathBuf> {
         run,
         manifest,
         metrics: Metrics::new(loss_names(&config.model)),
-        progress: progress_bar(config.train.epochs, 0, opts.quiet),
+        progress: epoch_bar(config.train.epochs, 0, opts.quiet),
     };
     fit(&config, &data, &selected.device, session, None)
 }
@@ -209,11 +204,7 @@ fn resume(opts: &TrainOptions, id: &str, models_dir: &Path) -> Result<PathBuf> {
     let path = run::resolve(id, models_dir)?;
     let manifest = Manifest::load(&path)?;
     let config_file = path.join(run::CONFIG);
-    let text = std::fs::read_to_string(&config_file).map_err(|source| Error::Io {
-        path: config_file.clone(),
-        source,
-    })?;
-    let mut config = Config::parse(&text, &config_file)?;
+    let mut config = run::read_config(&path)?;
     if let Some(e) = opts.epochs {
         config.train.epochs = e;
     }
@@ -263,7 +254,7 @@ fn resume(opts: &TrainOptions, id: &str, models_dir: &Path) -> Result<PathBuf> {
         run,
         manifest,
         metrics,
-        progress: progress_bar(config.train.epochs, checkpoint.epoch, opts.quiet),
+        progress: epoch_bar(config.train.epochs, checkpoint.epoch, opts.quiet),
     };
     let state = ResumeState {
         epoch: checkpoint.epoch,
@@ -293,15 +284,7 @@ pub const BURN_VERSION: &str = "0.22.1";
 
 /// Load `transformer.json` of a run.
 pub fn load_transformer(run: &Path) -> Result<DataTransformer> {
-    let path = run.join(run::TRANSFORMER);
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| Error::BadRun {
-        path: run.to_path_buf(),
-        message: format!("{}: {e}", run::TRANSFORMER),
-    })
+    run::read_json(run, run::TRANSFORMER)
 }
 
 /// The encoded training data and what describes it.
@@ -501,17 +484,23 @@ fn loss_names(model: &ModelConfig) -> &'static [&'static str] {
     }
 }
 
-fn progress_bar(epochs: usize, done: usize, quiet: bool) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(Some(epochs as u64), ProgressDrawTarget::stderr());
+fn epoch_bar(epochs: usize, done: usize, quiet: bool) -> ProgressBar {
+    let pb = progress_bar(epochs as u64, "epoch {pos}/{len}  {msg}", quiet);
+    pb.set_position(done as u64);
+    pb
+}
+
+/// A progress bar on stderr (hidden with `quiet`): elapsed time, the bar, then `counter`.
+pub fn progress_bar(len: u64, counter: &str, quiet: bool) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     if quiet {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
     pb.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] epoch {pos}/{len}  {msg}")
+        ProgressStyle::with_template(&format!("{{elapsed_precise}} [{{bar:30}}] {counter}"))
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    pb.set_position(done as u64);
     pb
 }
 
