@@ -16,6 +16,7 @@ use synthgen::run::manifest::read_verified;
 use synthgen::sample::{Sampler, draw};
 
 fn main() {
+    synthgen::cli::tune_allocator();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")

@@ -18,6 +18,7 @@ use synthgen::eval::{self, EvalOptions};
 use common::median;
 
 fn main() {
+    synthgen::cli::tune_allocator();
     let adult = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/adult.csv");
     let opts = EvalOptions::new(&adult, &adult);
     let (real, synthetic, _) = eval::read_tables(&opts).expect("bundled adult.csv");

@@ -21,6 +21,7 @@ use synthgen::models::tvae;
 use common::median;
 
 fn main() {
+    synthgen::cli::tune_allocator();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/adult.csv");
     let table = Table::read(&path, None).expect("bundled adult.csv");
     let data = DataConfig::new(&path);

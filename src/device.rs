@@ -96,7 +96,7 @@ pub fn select(choice: DeviceChoice) -> Result<Selected> {
     let name = match resolved {
         DeviceChoice::Wgpu => "wgpu",
         DeviceChoice::Cuda => "cuda",
-        _ => "flex",
+        _ => cpu_backend().0,
     };
     unsafe { std::env::set_var("BURN_DEVICE", name) };
     let selected = match resolved {
@@ -115,13 +115,25 @@ pub fn select(choice: DeviceChoice) -> Result<Selected> {
         },
         DeviceChoice::Cuda => cuda()?,
         _ => Selected {
-            device: Device::flex(),
+            device: cpu_backend().1,
             kind: DeviceChoice::Cpu,
-            description: "cpu (flex)".into(),
+            description: format!("cpu ({})", cpu_backend().0),
         },
     };
     tracing::info!(device = %selected.description, "device selected");
     Ok(selected)
+}
+
+/// The CPU backend: flex, or, in a build with the `ndarray` feature and with
+/// `SYNTHGEN_CPU_BACKEND=ndarray` set, the deprecated ndarray backend (kept to compare the two:
+/// `scripts/cpu-backends.sh`).
+fn cpu_backend() -> (&'static str, Device) {
+    #[cfg(feature = "ndarray")]
+    if std::env::var("SYNTHGEN_CPU_BACKEND").as_deref() == Ok("ndarray") {
+        #[allow(deprecated)]
+        return ("ndarray", Device::ndarray());
+    }
+    ("flex", Device::flex())
 }
 
 #[cfg(feature = "cuda")]

@@ -178,6 +178,27 @@ fn init_logging(v: &Verbosity) {
         .try_init();
 }
 
+/// Keep freed tensor buffers in the process heap. Tensors of a few hundred KiB are allocated
+/// and freed every training step; glibc serves blocks that large with `mmap` and returns them
+/// with `munmap`, so each step paid for fresh zeroed pages (a CTGAN step on Adult spent a fifth
+/// of its time in page faults). A fixed, high mmap threshold and trim threshold let the heap
+/// reuse them. Call once, at the start of a process, before other threads start.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+/// What every binary does first: tune the allocator, and install the panic hook.
+fn start() {
+    tune_allocator();
+    install_panic_hook();
+}
+
 /// A panic is a bug: say so and exit with 2.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
@@ -205,7 +226,7 @@ pub fn report(e: &Error) -> ExitCode {
 
 /// `train` binary.
 pub fn train_main() -> ExitCode {
-    install_panic_hook();
+    start();
     let args = TrainArgs::parse();
     init_logging(&args.verbosity);
     let opts = TrainOptions {
@@ -230,7 +251,7 @@ pub fn train_main() -> ExitCode {
 
 /// `sample` binary.
 pub fn sample_main() -> ExitCode {
-    install_panic_hook();
+    start();
     let args = SampleArgs::parse();
     init_logging(&args.verbosity);
     let opts = SampleOptions {
@@ -305,7 +326,7 @@ fn evaluate_images_main(args: &EvaluateArgs) -> ExitCode {
 
 /// `evaluate` binary.
 pub fn evaluate_main() -> ExitCode {
-    install_panic_hook();
+    start();
     let args = EvaluateArgs::parse();
     init_logging(&args.verbosity);
     if args.images {

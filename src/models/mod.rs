@@ -3,4 +3,5 @@
 pub mod classifier;
 pub mod ctgan;
 pub mod ddpm;
+pub mod noise;
 pub mod tvae;

@@ -19,9 +19,10 @@ use crate::data::images::{
 use crate::device;
 use crate::error::{Error, Result};
 use crate::models::ddpm::{Schedule, UNet};
+use crate::models::noise::standard_normals;
 use crate::run::manifest::read_verified;
 use crate::run::{self, Manifest};
-use crate::sample::{SampleOptions, seed_or_draw, standard_normals};
+use crate::sample::{SampleOptions, seed_or_draw};
 use crate::train::ddpm::{ImageInfo, load};
 use crate::train::progress_bar;
 

@@ -17,8 +17,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, Normal, StandardNormal};
-use rayon::prelude::*;
+use rand_distr::{Distribution, Normal};
 use tracing::info;
 
 use crate::config::{Config, CtganConfig, ModelConfig};
@@ -28,6 +27,7 @@ use crate::data::{DataTransformer, Table};
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::models::ctgan::Ctgan;
+use crate::models::noise;
 use crate::models::tvae::Tvae;
 use crate::run::manifest::read_verified;
 use crate::run::{self, Manifest};
@@ -167,7 +167,7 @@ impl Sampler {
         device: &Device,
     ) -> Vec<f32> {
         let width = layout.width();
-        let normal = standard_normals;
+        let normal = noise::standard_normals;
         match self {
             Sampler::Tvae {
                 model,
@@ -244,23 +244,6 @@ impl Sampler {
             }
         }
     }
-}
-
-/// `n` standard normal values drawn in parallel chunks, each with its own generator seeded
-/// from `rng`: the result depends on the seed only, not on the number of threads.
-pub(crate) fn standard_normals(n: usize, rng: &mut StdRng) -> Vec<f32> {
-    const CHUNK: usize = 1 << 15;
-    let seeds: Vec<u64> = (0..n.div_ceil(CHUNK)).map(|_| rng.random()).collect();
-    let mut out = vec![0.0f32; n];
-    out.par_chunks_mut(CHUNK)
-        .zip(seeds)
-        .for_each(|(chunk, seed)| {
-            let mut r = StdRng::seed_from_u64(seed);
-            for v in chunk {
-                *v = StandardNormal.sample(&mut r);
-            }
-        });
-    out
 }
 
 /// 1 at the positions of softmax spans, 0 at tanh positions.

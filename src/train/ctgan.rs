@@ -5,17 +5,17 @@ use std::time::Instant;
 
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
 
 use crate::config::{CtganConfig, TrainConfig};
 use crate::data::sampler::{CondSampler, Pick};
 use crate::data::transformer::mix_seed;
 use crate::error::Result;
 use crate::models::ctgan::{self, Critic, Ctgan};
+use crate::models::noise;
 use crate::train::{Prepared, ResumeState, Session};
 
 /// Columns of metrics.csv besides epoch and seconds.
@@ -58,44 +58,32 @@ impl Batch<'_> {
         Tensor::from_data(TensorData::new(data, shape), self.device)
     }
 
-    fn normal(&mut self, rows: usize, cols: usize) -> Tensor<2> {
-        let v: Vec<f32> = (0..rows * cols)
-            .map(|_| StandardNormal.sample(&mut *self.rng))
-            .collect();
-        self.tensor(v, [rows, cols])
-    }
-
-    /// Gumbel(0, 1) noise: -ln(-ln u).
     fn gumbel(&mut self, rows: usize, cols: usize) -> Tensor<2> {
-        let v: Vec<f32> = (0..rows * cols)
-            .map(|_| {
-                let u: f64 = self.rng.random::<f64>().clamp(1e-12, 1.0 - 1e-12);
-                -(-u.ln()).ln() as f32
-            })
-            .collect();
+        let v = noise::gumbels(rows * cols, self.rng);
         self.tensor(v, [rows, cols])
     }
 
-    /// One dropout mask per hidden layer: Bernoulli(1 - p) / (1 - p).
+    /// One dropout mask per hidden layer, [groups, width] (see [`noise::dropout_mask`]).
     fn dropout(&mut self, critic: &Critic, groups: usize, p: f64) -> Vec<Tensor<2>> {
         critic
             .hidden_dims()
             .into_iter()
             .map(|h| {
-                let keep = (1.0 / (1.0 - p)) as f32;
-                let v: Vec<f32> = (0..groups * h)
-                    .map(|_| {
-                        if self.rng.random::<f64>() < p {
-                            0.0
-                        } else {
-                            keep
-                        }
-                    })
-                    .collect();
+                let v = noise::dropout_mask(groups * h, p, self.rng);
                 self.tensor(v, [groups, h])
             })
             .collect()
     }
+}
+
+/// Rows of `a` (`wa` wide) and rows of `b` (`wb` wide) side by side: [a | b].
+fn side_by_side(a: &[f32], wa: usize, b: &[f32], wb: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    for (ra, rb) in a.chunks_exact(wa).zip(b.chunks_exact(wb)) {
+        out.extend_from_slice(ra);
+        out.extend_from_slice(rb);
+    }
+    out
 }
 
 pub fn fit(
@@ -126,10 +114,15 @@ pub fn fit(
         None => (ctgan::init(m, width, cond_dim, &device), optimizer(m), 0),
     };
 
-    let data = Tensor::<2>::from_data(
-        TensorData::new(prepared.encoded.clone(), [n, width]),
-        &device,
-    );
+    // Real rows are gathered on the host into the batch's one buffer.
+    let rows = |idx: &[i32]| -> Vec<f32> {
+        let mut out = Vec::with_capacity(idx.len() * width);
+        for &i in idx {
+            let i = i as usize;
+            out.extend_from_slice(&prepared.encoded[i * width..(i + 1) * width]);
+        }
+        out
+    };
     let batch = train.batch_size;
     let pac = m.pac;
     let groups = batch / pac;
@@ -147,8 +140,10 @@ pub fn fit(
         for _ in 0..steps {
             let mut critic_losses: Option<Tensor<1>> = None;
             for _ in 0..m.discriminator_steps {
-                let z = host.normal(batch, emb);
-                let (fake_in, real_idx, cond, cond_real) = if cond_dim > 0 {
+                let z = noise::standard_normals(batch * emb, host.rng);
+                // The generator's input [z | cond] and the critic's real rows [row | cond]
+                // are assembled on the host, one buffer and one tensor each.
+                let (fake_in, real, cond) = if cond_dim > 0 {
                     let picks = sampler.sample_train(batch, host.rng);
                     let mut perm: Vec<usize> = (0..batch).collect();
                     perm.shuffle(host.rng);
@@ -156,16 +151,20 @@ pub fn fit(
                     let real_idx = sampler.real_rows(&real_picks, host.rng);
                     let (c1, _) = sampler.encode(&picks);
                     let (c2, _) = sampler.encode(&real_picks);
-                    let c1 = host.tensor(c1, [batch, cond_dim]);
-                    let c2 = host.tensor(c2, [batch, cond_dim]);
+                    let fake_in = side_by_side(&z, emb, &c1, cond_dim);
+                    let real = side_by_side(&rows(&real_idx), width, &c2, cond_dim);
                     (
-                        Tensor::cat(vec![z, c1.clone()], 1),
-                        real_idx,
-                        Some(c1),
-                        Some(c2),
+                        host.tensor(fake_in, [batch, emb + cond_dim]),
+                        host.tensor(real, [batch, width + cond_dim]),
+                        Some(host.tensor(c1, [batch, cond_dim])),
                     )
                 } else {
-                    (z, sampler.uniform_rows(batch, host.rng), None, None)
+                    let real_idx = sampler.uniform_rows(batch, host.rng);
+                    (
+                        host.tensor(z, [batch, emb]),
+                        host.tensor(rows(&real_idx), [batch, width]),
+                        None,
+                    )
                 };
                 let gumbel = host.gumbel(batch, width);
                 let fake = ctgan::activate(
@@ -175,18 +174,10 @@ pub fn fit(
                     m.gumbel_tau,
                 )
                 .detach();
-                let idx = Tensor::<1, Int>::from_data(TensorData::new(real_idx, [batch]), &device);
-                let real = data.clone().select(0, idx);
-                let (real, fake) = match (cond_real, cond) {
-                    (Some(c2), Some(c1)) => (
-                        Tensor::cat(vec![real, c2], 1),
-                        Tensor::cat(vec![fake, c1], 1),
-                    ),
-                    _ => (real, fake),
+                let fake = match cond {
+                    Some(c1) => Tensor::cat(vec![fake, c1], 1),
+                    None => fake,
                 };
-                let masks_real = host.dropout(&model.critic, groups, m.dropout);
-                let masks_fake = host.dropout(&model.critic, groups, m.dropout);
-                let masks_mix = host.dropout(&model.critic, groups, m.dropout);
                 // One interpolation weight per pac group.
                 let alpha: Vec<f32> = (0..groups)
                     .flat_map(|_| std::iter::repeat_n(host.rng.random::<f32>(), pac))
@@ -194,12 +185,23 @@ pub fn fit(
                 let alpha = host.tensor(alpha, [batch, 1]);
                 let mixed =
                     real.clone() * alpha.clone() + fake.clone() * alpha.neg().add_scalar(1.0);
-                let y_real = model.critic.forward(real, &masks_real).score.mean();
-                let y_fake = model.critic.forward(fake, &masks_fake).score.mean();
-                let pass = model.critic.forward(mixed, &masks_mix);
-                let penalty = model
+                // Real, fake and interpolated rows in one critic pass (one matrix product per
+                // layer instead of three), each part with its own dropout masks.
+                let masks = host.dropout(&model.critic, 3 * groups, m.dropout);
+                let pass = model
                     .critic
-                    .gradient_penalty(&pass, &masks_mix, m.gradient_penalty);
+                    .forward(Tensor::cat(vec![real, fake, mixed], 0), &masks);
+                let y_real = pass.score.clone().narrow(0, 0, groups).mean();
+                let y_fake = pass.score.clone().narrow(0, groups, groups).mean();
+                let mixed_pass = pass.rows(2 * groups, groups);
+                let masks_mix: Vec<Tensor<2>> = masks
+                    .into_iter()
+                    .map(|mask| mask.narrow(0, 2 * groups, groups))
+                    .collect();
+                let penalty =
+                    model
+                        .critic
+                        .gradient_penalty(&mixed_pass, &masks_mix, m.gradient_penalty);
                 let loss_d = y_fake - y_real + penalty.clone();
                 let figures = Tensor::cat(vec![loss_d.clone().detach(), penalty.detach()], 0);
                 critic_losses = Some(match critic_losses {
@@ -210,21 +212,25 @@ pub fn fit(
                 model = optim.step(m.discriminator_lr, model, grads);
             }
 
-            let z = host.normal(batch, emb);
+            let z = noise::standard_normals(batch * emb, host.rng);
             let (input, cond_parts) = if cond_dim > 0 {
                 let picks = sampler.sample_train(batch, host.rng);
                 let (c1, mask) = sampler.encode(&picks);
+                let input = host.tensor(
+                    side_by_side(&z, emb, &c1, cond_dim),
+                    [batch, emb + cond_dim],
+                );
                 let c1 = host.tensor(c1, [batch, cond_dim]);
                 let mask = host.tensor(mask, [batch, spans.len()]);
-                (Tensor::cat(vec![z, c1.clone()], 1), Some((c1, mask)))
+                (input, Some((c1, mask)))
             } else {
-                (z, None)
+                (host.tensor(z, [batch, emb]), None)
             };
             let raw = model.generator.forward(input);
             let gumbel = host.gumbel(batch, width);
             let fake = ctgan::activate(raw.clone(), &layout, gumbel, m.gumbel_tau);
             let masks = host.dropout(&model.critic, groups, m.dropout);
-            let (critic_in, conditioning) = match cond_parts {
+            let (critic_in, cond_loss) = match cond_parts {
                 Some((c1, mask)) => (
                     Tensor::cat(vec![fake, c1.clone()], 1),
                     Some(ctgan::condition_loss(raw, c1, mask, &spans)),
@@ -232,7 +238,7 @@ pub fn fit(
                 None => (fake, None),
             };
             let y_fake = model.critic.forward(critic_in, &masks).score.mean();
-            let loss_g = match conditioning {
+            let loss_g = match cond_loss {
                 Some(c) => y_fake.neg() + c,
                 None => y_fake.neg(),
             };

@@ -6,15 +6,15 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand_distr::{Distribution, StandardNormal};
 
 use crate::config::{TrainConfig, TvaeConfig};
 use crate::data::transformer::mix_seed;
 use crate::error::Result;
+use crate::models::noise;
 use crate::models::tvae::{self, Tvae};
 use crate::train::{Prepared, ResumeState, Session};
 
@@ -71,14 +71,10 @@ pub fn fit(
         None => (tvae::init(m, width, &device), optimizer(m), 0),
     };
 
-    let data = Tensor::<2>::from_data(
-        TensorData::new(prepared.encoded.clone(), [n, width]),
-        &device,
-    );
     let mask = Tensor::<1>::from_data(TensorData::new(layout.tanh_mask(), [width]), &device);
     let batch = train.batch_size.min(n);
     let emb = m.embedding_dim;
-    let mut order: Vec<i32> = (0..n as i32).collect();
+    let mut order: Vec<usize> = (0..n).collect();
 
     for epoch in start + 1..=train.epochs {
         let t0 = Instant::now();
@@ -88,11 +84,13 @@ pub fn fit(
         let mut sums: Option<Tensor<1>> = None;
         for chunk in order.chunks(batch) {
             let b = chunk.len();
-            let idx = Tensor::<1, Int>::from_data(TensorData::new(chunk.to_vec(), [b]), &device);
-            let x = data.clone().select(0, idx);
-            let eps: Vec<f32> = (0..b * emb)
-                .map(|_| StandardNormal.sample(&mut rng))
-                .collect();
+            // The batch's rows, gathered on the host into one buffer.
+            let mut rows = Vec::with_capacity(b * width);
+            for &i in chunk {
+                rows.extend_from_slice(&prepared.encoded[i * width..(i + 1) * width]);
+            }
+            let x = Tensor::<2>::from_data(TensorData::new(rows, [b, width]), &device);
+            let eps = noise::standard_normals(b * emb, &mut rng);
             let eps = Tensor::<2>::from_data(TensorData::new(eps, [b, emb]), &device);
             let posterior = model.encoder.forward(x.clone());
             let recon = model.decoder.forward(posterior.sample(eps));

@@ -68,6 +68,20 @@ pub struct CriticPass {
     pre: Vec<Tensor<2>>,
 }
 
+impl CriticPass {
+    /// The part of a pass over stacked inputs that judged groups `start..start + len`.
+    pub fn rows(&self, start: usize, len: usize) -> CriticPass {
+        CriticPass {
+            score: self.score.clone().narrow(0, start, len),
+            pre: self
+                .pre
+                .iter()
+                .map(|p| p.clone().narrow(0, start, len))
+                .collect(),
+        }
+    }
+}
+
 impl Critic {
     pub fn pac(&self) -> usize {
         self.pac
@@ -363,6 +377,97 @@ mod tests {
                 "weight {i}: finite difference {fd}, autodiff {g}"
             );
         }
+    }
+
+    /// tanh, softmax 3, tanh, softmax 2, softmax 4 (widths 1, 3, 1, 2, 4).
+    fn mixed_layout() -> Layout {
+        use crate::data::layout::Activation::{Softmax, Tanh};
+        Layout::new([
+            (Tanh, 1, 0),
+            (Softmax, 3, 0),
+            (Tanh, 1, 1),
+            (Softmax, 2, 1),
+            (Softmax, 4, 2),
+        ])
+    }
+
+    fn softmax_of(cell: &[f32]) -> Vec<f32> {
+        let max = cell.iter().cloned().fold(f32::MIN, f32::max);
+        let e: Vec<f32> = cell.iter().map(|v| (v - max).exp()).collect();
+        let sum: f32 = e.iter().sum();
+        e.iter().map(|v| v / sum).collect()
+    }
+
+    #[test]
+    fn activations_are_tanh_and_gumbel_softmax_per_span() {
+        let d = Device::flex();
+        let layout = mixed_layout();
+        let (rows, width) = (3, layout.width());
+        let raw = values(4, rows * width)
+            .into_iter()
+            .map(|v| 3.0 * v)
+            .collect::<Vec<_>>();
+        let gumbel = values(5, rows * width);
+        let tau = 0.2;
+        let out: Vec<f32> = activate(
+            t2(raw.clone(), [rows, width], &d),
+            &layout,
+            t2(gumbel.clone(), [rows, width], &d),
+            tau,
+        )
+        .into_data()
+        .try_into_vec()
+        .unwrap();
+        for r in 0..rows {
+            for span in layout.spans() {
+                let at = r * width + span.start;
+                let got = &out[at..at + span.width];
+                let expect: Vec<f32> = match span.activation {
+                    crate::data::layout::Activation::Tanh => vec![raw[at].tanh()],
+                    crate::data::layout::Activation::Softmax => softmax_of(
+                        &(0..span.width)
+                            .map(|j| (raw[at + j] + gumbel[at + j]) / tau as f32)
+                            .collect::<Vec<_>>(),
+                    ),
+                };
+                for (g, e) in got.iter().zip(&expect) {
+                    assert!(
+                        (g - e).abs() < 1e-5,
+                        "row {r}, span at {}: {g} vs {e}",
+                        span.start
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn conditioning_loss_is_the_cross_entropy_of_the_conditioned_column() {
+        let d = Device::flex();
+        let layout = mixed_layout();
+        let width = layout.width();
+        // Discrete columns: data spans at 1 (3), 5 (2), 7 (4); cond vector [3 | 2 | 4].
+        let spans = [(1, 0, 3), (5, 3, 2), (7, 5, 4)];
+        let raw = values(6, 2 * width)
+            .into_iter()
+            .map(|v| 2.0 * v)
+            .collect::<Vec<_>>();
+        // Row 0 conditioned on column 2, category 1; row 1 on column 0, category 2.
+        let mut cond = vec![0.0; 2 * 9];
+        cond[5 + 1] = 1.0;
+        cond[9 + 2] = 1.0;
+        let mask = vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0];
+        let got = condition_loss(
+            t2(raw.clone(), [2, width], &d),
+            t2(cond, [2, 9], &d),
+            t2(mask, [2, 3], &d),
+            &spans,
+        )
+        .into_scalar::<f32>();
+        let p0 = softmax_of(&raw[7..11])[1];
+        let p1 = softmax_of(&raw[width + 1..width + 4])[2];
+        let expect = -(p0.ln() + p1.ln()) / 2.0;
+        assert!((got - expect).abs() < 1e-5, "{got} vs {expect}");
     }
 
     #[test]
