@@ -1,5 +1,7 @@
 //! Micro-benchmarks of the table path on Adult (median of repeated runs, std timing):
-//! encoder fit, encoder transform, one TVAE training step (batch 500), sampling 50,000 rows.
+//! encoder fit, encoder transform, one TVAE training step (batch 500), sampling 50,000 rows;
+//! then CTGAN through the library's `train` and `sample`: seconds per training step (an epoch
+//! of Adult, 65 steps of 500 rows, divided by its steps) and sampling 50,000 rows to CSV.
 //!
 //!     cargo bench --bench tables
 //!
@@ -48,7 +50,6 @@ fn main() {
     let cfg = TvaeConfig::default();
     let device = Device::flex().autodiff();
     let data = Tensor::<2>::from_data(TensorData::new(encoded, [n, width]), &device);
-    let mask = Tensor::<1>::from_data(TensorData::new(layout.tanh_mask(), [width]), &device);
     let mut model = tvae::init(&cfg, width, &device);
     let mut optim = synthgen::train::tvae::optimizer(&cfg);
     let idx: Vec<i32> = (0..500).collect();
@@ -65,7 +66,6 @@ fn main() {
                 model.decoder.sigma.val(),
                 &posterior,
                 &layout,
-                mask.clone(),
                 2.0,
             );
             let grads = GradientsParams::from_grads(l.total.backward(), &model);
@@ -114,4 +114,64 @@ fn main() {
         5,
     );
     println!("TVAE sample 50,000 rows   {:>10.4} s", sample.as_secs_f64());
+
+    ctgan(&path);
+}
+
+/// CTGAN on Adult through the library's entry points: one epoch's seconds per step (the
+/// second of two epochs, so that start-up is left out) and `sample -n 50000`.
+fn ctgan(adult: &Path) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("ctgan.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[data]\npath = {:?}\n[model]\nkind = \"ctgan\"\n[train]\nepochs = 2\nseed = 1\ndevice = \"cpu\"\n",
+            adult.display().to_string()
+        ),
+    )
+    .unwrap();
+    let models = dir.path().join("models");
+    synthgen::train::train(&synthgen::train::TrainOptions {
+        config: Some(config),
+        epochs: None,
+        run_id: Some("bench".into()),
+        models_dir: Some(models.clone()),
+        device: None,
+        seed: None,
+        resume: None,
+        force: false,
+        quiet: true,
+    })
+    .expect("CTGAN trains on Adult");
+    let metrics = std::fs::read_to_string(models.join("bench/metrics.csv")).unwrap();
+    let last = metrics.lines().last().unwrap();
+    let seconds: f64 = last.rsplit(',').next().unwrap().parse().unwrap();
+    let steps = 32_561 / 500;
+    println!(
+        "CTGAN train step (500 rows){:>9.4} s  ({:.3} s per {steps}-step epoch)",
+        seconds / steps as f64,
+        seconds
+    );
+    let opts = synthgen::sample::SampleOptions {
+        checkpoint: "bench".into(),
+        rows: 50_000,
+        output: dir.path().join("synthetic.csv"),
+        seed: Some(1),
+        batch_size: None,
+        device: None,
+        models_dir: Some(models),
+        conditions: Vec::new(),
+        balance: None,
+        quiet: true,
+        steps: None,
+        eta: None,
+        class: None,
+        guidance: None,
+    };
+    let sample = median(|| synthgen::sample::sample(&opts).unwrap(), 3);
+    println!(
+        "CTGAN sample 50,000 rows  {:>10.4} s  (to CSV)",
+        sample.as_secs_f64()
+    );
 }

@@ -71,7 +71,6 @@ pub fn fit(
         None => (tvae::init(m, width, &device), optimizer(m), 0),
     };
 
-    let mask = Tensor::<1>::from_data(TensorData::new(layout.tanh_mask(), [width]), &device);
     let batch = train.batch_size.min(n);
     let emb = m.embedding_dim;
     let mut order: Vec<usize> = (0..n).collect();
@@ -100,7 +99,6 @@ pub fn fit(
                 model.decoder.sigma.val(),
                 &posterior,
                 &layout,
-                mask.clone(),
                 m.loss_factor,
             );
             // Per-row figures, weighted by the batch size, summed on the device.
