@@ -93,10 +93,11 @@ pub fn select(choice: DeviceChoice) -> Result<Selected> {
     };
     // Burn rebuilds loaded optimizer state on `Device::default()`; point it at our choice so
     // it never starts another backend. SAFETY: set before Burn starts any thread of its own.
+    let (cpu_name, cpu_device) = cpu_backend();
     let name = match resolved {
         DeviceChoice::Wgpu => "wgpu",
         DeviceChoice::Cuda => "cuda",
-        _ => cpu_backend().0,
+        _ => cpu_name,
     };
     unsafe { std::env::set_var("BURN_DEVICE", name) };
     let selected = match resolved {
@@ -115,9 +116,9 @@ pub fn select(choice: DeviceChoice) -> Result<Selected> {
         },
         DeviceChoice::Cuda => cuda()?,
         _ => Selected {
-            device: cpu_backend().1,
+            device: cpu_device,
             kind: DeviceChoice::Cpu,
-            description: format!("cpu ({})", cpu_backend().0),
+            description: format!("cpu ({cpu_name})"),
         },
     };
     tracing::info!(device = %selected.description, "device selected");

@@ -114,15 +114,6 @@ pub fn fit(
         None => (ctgan::init(m, width, cond_dim, &device), optimizer(m), 0),
     };
 
-    // Real rows are gathered on the host into the batch's one buffer.
-    let rows = |idx: &[i32]| -> Vec<f32> {
-        let mut out = Vec::with_capacity(idx.len() * width);
-        for &i in idx {
-            let i = i as usize;
-            out.extend_from_slice(&prepared.encoded[i * width..(i + 1) * width]);
-        }
-        out
-    };
     let batch = train.batch_size;
     let pac = m.pac;
     let groups = batch / pac;
@@ -152,7 +143,12 @@ pub fn fit(
                     let (c1, _) = sampler.encode(&picks);
                     let (c2, _) = sampler.encode(&real_picks);
                     let fake_in = side_by_side(&z, emb, &c1, cond_dim);
-                    let real = side_by_side(&rows(&real_idx), width, &c2, cond_dim);
+                    let real = side_by_side(
+                        &prepared.gather(real_idx.iter().map(|&i| i as usize)),
+                        width,
+                        &c2,
+                        cond_dim,
+                    );
                     (
                         host.tensor(fake_in, [batch, emb + cond_dim]),
                         host.tensor(real, [batch, width + cond_dim]),
@@ -162,7 +158,10 @@ pub fn fit(
                     let real_idx = sampler.uniform_rows(batch, host.rng);
                     (
                         host.tensor(z, [batch, emb]),
-                        host.tensor(rows(&real_idx), [batch, width]),
+                        host.tensor(
+                            prepared.gather(real_idx.iter().map(|&i| i as usize)),
+                            [batch, width],
+                        ),
                         None,
                     )
                 };

@@ -296,6 +296,18 @@ pub struct Prepared {
     pub info: DataInfo,
 }
 
+impl Prepared {
+    /// The encoded rows `idx`, gathered into one row-major buffer (a batch becomes one tensor).
+    pub fn gather(&self, idx: impl IntoIterator<Item = usize>) -> Vec<f32> {
+        let width = self.transformer.layout().width();
+        let mut out = Vec::new();
+        for i in idx {
+            out.extend_from_slice(&self.encoded[i * width..(i + 1) * width]);
+        }
+        out
+    }
+}
+
 /// Read, check, fit (unless resuming) and encode the training table.
 fn prepare(
     config: &Config,

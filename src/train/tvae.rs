@@ -83,11 +83,7 @@ pub fn fit(
         let mut sums: Option<Tensor<1>> = None;
         for chunk in order.chunks(batch) {
             let b = chunk.len();
-            // The batch's rows, gathered on the host into one buffer.
-            let mut rows = Vec::with_capacity(b * width);
-            for &i in chunk {
-                rows.extend_from_slice(&prepared.encoded[i * width..(i + 1) * width]);
-            }
+            let rows = prepared.gather(chunk.iter().copied());
             let x = Tensor::<2>::from_data(TensorData::new(rows, [b, width]), &device);
             let eps = noise::standard_normals(b * emb, &mut rng);
             let eps = Tensor::<2>::from_data(TensorData::new(eps, [b, emb]), &device);
