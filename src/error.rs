@@ -1,10 +1,18 @@
 //! One error type for the library. Every variant names the file, column or run involved so
 //! that the CLI can print what went wrong, where, and (through [`Error::hint`]) what to do.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A text file's contents, or [`Error::Io`] naming it.
+pub fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
 
 /// Everything that can go wrong for a user: bad files, bad configs, bad runs.
 #[derive(Debug, thiserror::Error)]

@@ -351,10 +351,7 @@ impl Default for TrainConfig {
 impl Config {
     /// Read and validate a TOML config file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::error::read_text(path)?;
         let config = Self::parse(&text, path)?;
         config.validate(path)?;
         Ok(config)

@@ -301,10 +301,7 @@ fn sampled_classes(synthetic: &Path) -> Result<Option<Vec<String>>> {
     if !synthetic.is_dir() || !file.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
-        path: file.clone(),
-        source,
-    })?;
+    let text = crate::error::read_text(&file)?;
     let bad = |message: String| Error::Evaluate {
         message: format!("'{}': {message}", file.display()),
         hint: "it must list `file,class` for every image of the folder, as `sample` writes it; \

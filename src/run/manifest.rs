@@ -48,15 +48,7 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn load(run: &Path) -> Result<Manifest> {
-        let path = run.join(super::MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let m: Manifest = serde_json::from_str(&text).map_err(|e| Error::BadRun {
-            path: run.to_path_buf(),
-            message: format!("{}: {e}", super::MANIFEST),
-        })?;
+        let m: Manifest = super::read_json(run, super::MANIFEST)?;
         if m.format_version > FORMAT_VERSION {
             return Err(Error::BadRun {
                 path: run.to_path_buf(),

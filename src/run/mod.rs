@@ -86,20 +86,12 @@ pub fn list_runs(models_dir: &Path) -> Vec<String> {
 /// A run's `config.toml`: the resolved configuration it was trained with.
 pub fn read_config(run: &Path) -> Result<crate::config::Config> {
     let file = run.join(CONFIG);
-    let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
-        path: file.clone(),
-        source,
-    })?;
-    crate::config::Config::parse(&text, &file)
+    crate::config::Config::parse(&crate::error::read_text(&file)?, &file)
 }
 
 /// A JSON file `name` of a run (`transformer.json`, `images.json`).
 pub fn read_json<T: serde::de::DeserializeOwned>(run: &Path, name: &str) -> Result<T> {
-    let path = run.join(name);
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let text = crate::error::read_text(&run.join(name))?;
     serde_json::from_str(&text).map_err(|e| Error::BadRun {
         path: run.to_path_buf(),
         message: format!("{name}: {e}"),

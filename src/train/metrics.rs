@@ -26,10 +26,7 @@ impl Metrics {
     /// after its checkpoint).
     pub fn load(path: &Path, losses: &[&str], max_epoch: usize) -> Result<Metrics> {
         let mut m = Metrics::new(losses);
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::error::read_text(path)?;
         for (i, line) in text.lines().enumerate().skip(1) {
             let row: std::result::Result<Vec<f64>, _> = line.split(',').map(str::parse).collect();
             let row = row

@@ -300,7 +300,8 @@ impl Prepared {
     /// The encoded rows `idx`, gathered into one row-major buffer (a batch becomes one tensor).
     pub fn gather(&self, idx: impl IntoIterator<Item = usize>) -> Vec<f32> {
         let width = self.transformer.layout().width();
-        let mut out = Vec::new();
+        let idx = idx.into_iter();
+        let mut out = Vec::with_capacity(idx.size_hint().0 * width);
         for i in idx {
             out.extend_from_slice(&self.encoded[i * width..(i + 1) * width]);
         }

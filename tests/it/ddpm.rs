@@ -423,19 +423,14 @@ fn evaluate_images_tells_real_digits_from_noise() {
     write_labels(&digits, &digit_labels, |l| (l + 1) % 10);
     let (wrong, _) = report(&digits, "mnist", real);
     assert!(f(&wrong, "class_agreement") < 0.05, "{wrong}");
+    // `evaluate --images --real <real> --synthetic <synthetic> <extra>` refused: its message.
+    let refused = |synthetic: &str, extra: &[&str]| {
+        let mut args = vec!["--images", "--real", real, "--synthetic", synthetic];
+        args.extend_from_slice(extra);
+        user_error(&run("evaluate", m, &args))
+    };
     write_labels(&digits, &digit_labels[..999], |l| l);
-    let err = user_error(&run(
-        "evaluate",
-        m,
-        &[
-            "--images",
-            "--real",
-            real,
-            "--synthetic",
-            digits.to_str().unwrap(),
-            "-q",
-        ],
-    ));
+    let err = refused(digits.to_str().unwrap(), &["-q"]);
     assert!(err.contains("has no class for 00999.png"), "{err}");
 
     // Fashion-MNIST's classifier on its own test images.
@@ -447,24 +442,8 @@ fn evaluate_images_tells_real_digits_from_noise() {
     assert_eq!(fash["class_histogram"][9]["class"], "Ankle boot");
 
     // Table flags are refused with --images; a missing folder is a clear error.
-    let err = user_error(&run(
-        "evaluate",
-        m,
-        &["--images", "--real", real, "--synthetic", "nowhere", "-q"],
-    ));
+    let err = refused("nowhere", &["-q"]);
     assert!(err.contains("nowhere"), "{err}");
-    let err = user_error(&run(
-        "evaluate",
-        m,
-        &[
-            "--images",
-            "--real",
-            real,
-            "--synthetic",
-            digits.to_str().unwrap(),
-            "--target",
-            "x",
-        ],
-    ));
+    let err = refused(digits.to_str().unwrap(), &["--target", "x"]);
     assert!(err.contains("--target"), "{err}");
 }
