@@ -31,6 +31,7 @@ use crate::models::noise;
 use crate::models::tvae::Tvae;
 use crate::run::manifest::read_verified;
 use crate::run::{self, Manifest};
+use crate::train::ctgan::side_by_side;
 use crate::train::{load_transformer, progress_bar};
 
 pub use condition::{Condition, Resolved};
@@ -203,52 +204,49 @@ impl Sampler {
                 cond,
             } => {
                 let emb = config.embedding_dim;
-                let z =
-                    Tensor::<2>::from_data(TensorData::new(normal(b * emb, rng), [b, emb]), device);
-                let input = if cond.cond_dim() > 0 {
+                let z = normal(b * emb, rng);
+                // [z | cond], assembled on the host.
+                let (input, input_width) = if cond.cond_dim() > 0 {
                     let picks: Vec<Pick> = match fixed {
                         Some(p) => vec![p; b],
                         None => cond.sample_original(b, rng),
                     };
                     let (c, _) = cond.encode(&picks);
-                    let c =
-                        Tensor::<2>::from_data(TensorData::new(c, [b, cond.cond_dim()]), device);
-                    Tensor::cat(vec![z, c], 1)
+                    (
+                        side_by_side(&z, emb, &c, cond.cond_dim()),
+                        emb + cond.cond_dim(),
+                    )
                 } else {
-                    z
+                    (z, emb)
                 };
-                // tanh on scalars; on one-hot spans the argmax of Gumbel-perturbed logits, which
-                // is where the reference's Gumbel-softmax puts its maximum (Gumbel-max trick).
-                // The noise is drawn on the device (seeded in `generate`).
-                let u = Tensor::<2>::random(
-                    [b, width],
-                    burn::tensor::Distribution::Uniform(1e-12, 1.0),
-                    device,
-                );
-                let gumbel = u.log().neg().log().neg();
-                let mask = Tensor::<2>::from_data(
-                    TensorData::new(softmax_mask(layout), [1, width]),
-                    device,
-                );
-                let mut block = (model.generator.forward(input) + gumbel * mask)
+                let input =
+                    Tensor::<2>::from_data(TensorData::new(input, [b, input_width]), device);
+                let mut block = model
+                    .generator
+                    .forward(input)
                     .into_data()
                     .try_into_vec::<f32>()
                     .expect("f32 output");
+                // tanh on scalars; on one-hot spans the argmax of Gumbel-perturbed logits, which
+                // is where the reference's Gumbel-softmax puts its maximum (Gumbel-max trick).
+                // Both on the host, on the positions they concern only.
                 let scalars: Vec<usize> = layout.scalars().map(|s| s.start).collect();
-                for row in block.chunks_exact_mut(width) {
+                let onehot: Vec<usize> =
+                    layout.softmaxes().flat_map(|s| s.start..s.end()).collect();
+                let gumbel = noise::gumbels(b * onehot.len(), rng);
+                for (r, row) in block.chunks_exact_mut(width).enumerate() {
                     for &c in &scalars {
                         row[c] = row[c].tanh();
+                    }
+                    let g = &gumbel[r * onehot.len()..(r + 1) * onehot.len()];
+                    for (&c, &g) in onehot.iter().zip(g) {
+                        row[c] += g;
                     }
                 }
                 block
             }
         }
     }
-}
-
-/// 1 at the positions of softmax spans, 0 at tanh positions.
-fn softmax_mask(layout: &Layout) -> Vec<f32> {
-    layout.tanh_mask().iter().map(|m| 1.0 - m).collect()
 }
 
 /// Draw `n` encoded rows satisfying every condition, in batches of `batch`.

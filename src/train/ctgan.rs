@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -77,7 +78,7 @@ impl Batch<'_> {
 }
 
 /// Rows of `a` (`wa` wide) and rows of `b` (`wb` wide) side by side: [a | b].
-fn side_by_side(a: &[f32], wa: usize, b: &[f32], wb: usize) -> Vec<f32> {
+pub(crate) fn side_by_side(a: &[f32], wa: usize, b: &[f32], wb: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     for (ra, rb) in a.chunks_exact(wa).zip(b.chunks_exact(wb)) {
         out.extend_from_slice(ra);
@@ -166,13 +167,11 @@ pub fn fit(
                     )
                 };
                 let gumbel = host.gumbel(batch, width);
-                let fake = ctgan::activate(
-                    model.generator.forward(fake_in),
-                    &layout,
-                    gumbel,
-                    m.gumbel_tau,
-                )
-                .detach();
+                // The generator is a constant here: a copy without gradients records no graph
+                // (its batch norm still trains and updates the shared running statistics).
+                let generator = model.generator.clone().no_grad();
+                let fake =
+                    ctgan::activate(generator.forward(fake_in), &layout, gumbel, m.gumbel_tau);
                 let fake = match cond {
                     Some(c1) => Tensor::cat(vec![fake, c1], 1),
                     None => fake,
@@ -236,7 +235,10 @@ pub fn fit(
                 ),
                 None => (fake, None),
             };
-            let y_fake = model.critic.forward(critic_in, &masks).score.mean();
+            // Only the generator's gradients are wanted: the critic's weights are constants
+            // here, which spares the products of their gradients.
+            let critic = model.critic.clone().no_grad();
+            let y_fake = critic.forward(critic_in, &masks).score.mean();
             let loss_g = match cond_loss {
                 Some(c) => y_fake.neg() + c,
                 None => y_fake.neg(),

@@ -7,7 +7,7 @@
 //! as the forward pass ([`Critic::input_gradient`]); the penalty is built from those tensor ops
 //! and one ordinary backward differentiates it with respect to the weights.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
 use burn::tensor::{Device, Tensor, activation};
 
@@ -193,7 +193,19 @@ pub fn init(config: &CtganConfig, data_dim: usize, cond_dim: usize, device: &Dev
         pac: config.pac,
         slope: 0.2,
     };
-    Ctgan { generator, critic }
+    let model = Ctgan { generator, critic };
+    model.visit(&mut Materialize);
+    model
+}
+
+/// Initializes every parameter now. Burn initializes parameters lazily and shares that state
+/// between clones: a copy made with `no_grad()` before then would freeze the original too.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
 }
 
 /// Apply the layout's activations to raw generator output: tanh on scalar spans,
@@ -303,6 +315,20 @@ mod tests {
 
     fn total(critic: &Critic, x: Tensor<2>, masks: &[Tensor<2>]) -> f64 {
         f64::from(critic.forward(x, masks).score.sum().into_scalar::<f32>())
+    }
+
+    #[test]
+    fn a_copy_without_gradients_leaves_a_fresh_model_trainable() {
+        let d = Device::flex().autodiff();
+        let config = CtganConfig::default();
+        let model = init(&config, 6, 3, &d);
+        let frozen = model.generator.clone().no_grad();
+        assert!(!frozen.out.weight.is_require_grad());
+        // The training loop's generator step differentiates the original.
+        assert!(model.generator.out.weight.is_require_grad());
+        let z = Tensor::<2>::ones([4, config.embedding_dim + 3], &d);
+        let grads = model.generator.forward(z).sum().backward();
+        assert!(model.generator.out.weight.grad(&grads).is_some());
     }
 
     #[test]
