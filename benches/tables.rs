@@ -52,6 +52,7 @@ fn main() {
     let data = Tensor::<2>::from_data(TensorData::new(encoded, [n, width]), &device);
     let mut model = tvae::init(&cfg, width, &device);
     let mut optim = synthgen::train::tvae::optimizer(&cfg);
+    let parts = tvae::LossLayout::new(&layout, &device);
     let idx: Vec<i32> = (0..500).collect();
     let step = median(
         || {
@@ -60,14 +61,7 @@ fn main() {
             let eps = Tensor::<2>::zeros([500, cfg.embedding_dim], &device);
             let posterior = model.encoder.forward(x.clone());
             let recon = model.decoder.forward(posterior.sample(eps));
-            let l = tvae::loss(
-                x,
-                recon,
-                model.decoder.sigma.val(),
-                &posterior,
-                &layout,
-                2.0,
-            );
+            let l = tvae::loss(x, recon, model.decoder.sigma.val(), &posterior, &parts, 2.0);
             let grads = GradientsParams::from_grads(l.total.backward(), &model);
             model = optim.step(1e-3, model.clone(), grads);
             let _: f32 = l.reconstruction.into_scalar();

@@ -4,4 +4,5 @@ pub mod classifier;
 pub mod ctgan;
 pub mod ddpm;
 pub mod noise;
+pub mod spans;
 pub mod tvae;

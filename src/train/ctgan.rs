@@ -17,6 +17,7 @@ use crate::data::transformer::mix_seed;
 use crate::error::Result;
 use crate::models::ctgan::{self, Critic, Ctgan};
 use crate::models::noise;
+use crate::models::spans::Segments;
 use crate::train::{Prepared, ResumeState, Session};
 
 /// Columns of metrics.csv besides epoch and seconds.
@@ -104,6 +105,9 @@ pub fn fit(
     let sampler = CondSampler::new(&prepared.transformer).with_rows(&prepared.encoded, n, width);
     let cond_dim = sampler.cond_dim();
     let spans = sampler.spans();
+    // The activations' and the conditioning loss's spans, as tensors built once.
+    let softmax = Segments::softmaxes(&layout, &device);
+    let conditioning = ctgan::Conditioning::new(width, cond_dim, &spans, &device);
 
     let (mut model, mut optim, start) = match resume {
         Some(state) => {
@@ -171,7 +175,7 @@ pub fn fit(
                 // (its batch norm still trains and updates the shared running statistics).
                 let generator = model.generator.clone().no_grad();
                 let fake =
-                    ctgan::activate(generator.forward(fake_in), &layout, gumbel, m.gumbel_tau);
+                    ctgan::activate(generator.forward(fake_in), &softmax, gumbel, m.gumbel_tau);
                 let fake = match cond {
                     Some(c1) => Tensor::cat(vec![fake, c1], 1),
                     None => fake,
@@ -226,12 +230,12 @@ pub fn fit(
             };
             let raw = model.generator.forward(input);
             let gumbel = host.gumbel(batch, width);
-            let fake = ctgan::activate(raw.clone(), &layout, gumbel, m.gumbel_tau);
+            let fake = ctgan::activate(raw.clone(), &softmax, gumbel, m.gumbel_tau);
             let masks = host.dropout(&model.critic, groups, m.dropout);
             let (critic_in, cond_loss) = match cond_parts {
                 Some((c1, mask)) => (
                     Tensor::cat(vec![fake, c1.clone()], 1),
-                    Some(ctgan::condition_loss(raw, c1, mask, &spans)),
+                    Some(ctgan::condition_loss(raw, c1, mask, &conditioning)),
                 ),
                 None => (fake, None),
             };

@@ -73,6 +73,7 @@ pub fn fit(
 
     let batch = train.batch_size.min(n);
     let emb = m.embedding_dim;
+    let parts = tvae::LossLayout::new(&layout, &device);
     let mut order: Vec<usize> = (0..n).collect();
 
     for epoch in start + 1..=train.epochs {
@@ -94,7 +95,7 @@ pub fn fit(
                 recon,
                 model.decoder.sigma.val(),
                 &posterior,
-                &layout,
+                &parts,
                 m.loss_factor,
             );
             // Per-row figures, weighted by the batch size, summed on the device.

@@ -9,10 +9,10 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
-use burn::tensor::{Device, Tensor, activation};
+use burn::tensor::{Device, Tensor, TensorData, activation};
 
 use crate::config::CtganConfig;
-use crate::data::layout::{Activation, Layout};
+use crate::models::spans::Segments;
 
 /// Linear -> BatchNorm -> ReLU, concatenated with the block's input.
 #[derive(Module, Debug)]
@@ -209,50 +209,57 @@ impl ModuleVisitor for Materialize {
 }
 
 /// Apply the layout's activations to raw generator output: tanh on scalar spans,
-/// Gumbel-softmax with temperature `tau` on softmax spans (`gumbel`: [batch, width] of
-/// Gumbel(0, 1) noise; zeros give a plain softmax).
-pub fn activate(raw: Tensor<2>, layout: &Layout, gumbel: Tensor<2>, tau: f64) -> Tensor<2> {
-    let parts: Vec<Tensor<2>> = layout
-        .spans()
-        .iter()
-        .map(|s| {
-            let x = raw.clone().narrow(1, s.start, s.width);
-            match s.activation {
-                Activation::Tanh => x.tanh(),
-                Activation::Softmax => {
-                    let g = gumbel.clone().narrow(1, s.start, s.width);
-                    activation::softmax((x + g).div_scalar(tau), 1)
-                }
+/// Gumbel-softmax with temperature `tau` on softmax spans (`softmax`: the layout's softmax
+/// spans, [`Segments::softmaxes`]; `gumbel`: [batch, width] of Gumbel(0, 1) noise; zeros give a
+/// plain softmax).
+pub fn activate(raw: Tensor<2>, softmax: &Segments, gumbel: Tensor<2>, tau: f64) -> Tensor<2> {
+    softmax.map_outside(raw.clone(), Tensor::tanh) + softmax.softmax((raw + gumbel).div_scalar(tau))
+}
+
+/// The discrete columns' spans in the data row and in the conditional vector, as tensors
+/// built once for [`condition_loss`].
+#[derive(Debug, Clone)]
+pub struct Conditioning {
+    spans: Segments,
+    /// [cond_dim, width]: moves a conditional vector to the data positions of its columns.
+    place: Tensor<2>,
+}
+
+impl Conditioning {
+    /// `spans`: for each discrete column, (its offset in the data layout, its offset in the
+    /// conditional vector, its width); rows `width` wide, conditional vectors `cond_dim`.
+    pub fn new(
+        width: usize,
+        cond_dim: usize,
+        spans: &[(usize, usize, usize)],
+        device: &Device,
+    ) -> Conditioning {
+        let mut place = vec![0.0f32; cond_dim * width];
+        for &(data_start, cond_start, w) in spans {
+            for j in 0..w {
+                place[(cond_start + j) * width + data_start + j] = 1.0;
             }
-        })
-        .collect();
-    Tensor::cat(parts, 1)
+        }
+        let data: Vec<(usize, usize)> = spans.iter().map(|&(d, _, w)| (d, w)).collect();
+        Conditioning {
+            spans: Segments::new(width, &data, device),
+            place: Tensor::from_data(TensorData::new(place, [cond_dim, width]), device),
+        }
+    }
 }
 
 /// The generator's conditioning loss: cross-entropy of each discrete column's raw logits
 /// against the category in the conditional vector, counted only for the conditioned column
 /// (`mask`: [batch, n_discrete]), summed and divided by the batch size.
-///
-/// `spans`: for each discrete column, (its offset in the data layout, its offset in the
-/// conditional vector, its width).
 pub fn condition_loss(
     raw: Tensor<2>,
     cond: Tensor<2>,
     mask: Tensor<2>,
-    spans: &[(usize, usize, usize)],
+    conditioning: &Conditioning,
 ) -> Tensor<1> {
     let [b, _] = raw.dims();
-    let per_column: Vec<Tensor<2>> = spans
-        .iter()
-        .map(|&(data_start, cond_start, width)| {
-            let logits = raw.clone().narrow(1, data_start, width);
-            let target = cond.clone().narrow(1, cond_start, width);
-            (activation::log_softmax(logits, 1) * target)
-                .sum_dim(1)
-                .neg()
-        })
-        .collect();
-    (Tensor::cat(per_column, 1) * mask)
+    let target = cond.matmul(conditioning.place.clone());
+    (conditioning.spans.cross_entropy(raw, target) * mask)
         .sum()
         .div_scalar(b as f64)
 }
@@ -260,8 +267,7 @@ pub fn condition_loss(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::Param;
-    use burn::tensor::TensorData;
+    use crate::data::layout::Layout;
 
     fn t2(v: Vec<f32>, shape: [usize; 2], d: &Device) -> Tensor<2> {
         Tensor::from_data(TensorData::new(v, shape), d)
@@ -437,7 +443,7 @@ mod tests {
         let tau = 0.2;
         let out: Vec<f32> = activate(
             t2(raw.clone(), [rows, width], &d),
-            &layout,
+            &Segments::softmaxes(&layout, &d),
             t2(gumbel.clone(), [rows, width], &d),
             tau,
         )
@@ -487,7 +493,7 @@ mod tests {
             t2(raw.clone(), [2, width], &d),
             t2(cond, [2, 9], &d),
             t2(mask, [2, 3], &d),
-            &spans,
+            &Conditioning::new(width, 9, &spans, &d),
         )
         .into_scalar::<f32>();
         let p0 = softmax_of(&raw[7..11])[1];

@@ -4,10 +4,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig, Relu};
-use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::TvaeConfig;
-use crate::data::layout::{Activation, Layout};
+use crate::data::layout::Layout;
+use crate::models::spans::Segments;
 
 /// `sigma` starts here and is clamped to [SIGMA_MIN, SIGMA_MAX] after every step.
 pub const SIGMA_INIT: f32 = 0.1;
@@ -139,6 +140,25 @@ pub struct TvaeLoss {
     pub kl: Tensor<1>,
 }
 
+/// What [`loss`] needs of a layout, as tensors built once: the tanh positions and the softmax
+/// spans.
+#[derive(Debug, Clone)]
+pub struct LossLayout {
+    scalars: Option<Tensor<1, Int>>,
+    softmax: Option<Segments>,
+}
+
+impl LossLayout {
+    pub fn new(layout: &Layout, device: &Device) -> LossLayout {
+        let scalars: Vec<i32> = layout.scalars().map(|s| s.start as i32).collect();
+        let k = scalars.len();
+        LossLayout {
+            scalars: (k > 0).then(|| Tensor::from_data(TensorData::new(scalars, [k]), device)),
+            softmax: (layout.softmaxes().count() > 0).then(|| Segments::softmaxes(layout, device)),
+        }
+    }
+}
+
 /// The TVAE loss of the reference implementation:
 /// `loss_factor * (sum_tanh (x - tanh x^)^2 / (2 sigma^2) + N sum_tanh ln sigma
 ///  + sum_softmax CE(x^, x)) / N + KL / N`.
@@ -150,37 +170,24 @@ pub fn loss(
     recon: Tensor<2>,
     sigma: Tensor<1>,
     posterior: &Posterior,
-    layout: &Layout,
+    parts: &LossLayout,
     loss_factor: f64,
 ) -> TvaeLoss {
     let [n, _] = x.dims();
     // The Gaussian part over the tanh positions only (a few of the width: Adult has 6 of 157),
     // gathered once, so tanh and its backward never run on the softmax positions.
-    let scalars: Vec<i32> = layout.scalars().map(|s| s.start as i32).collect();
-    let gaussian = (!scalars.is_empty()).then(|| {
-        let k = scalars.len();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(scalars, [k]), &x.device());
+    let gaussian = parts.scalars.as_ref().map(|idx| {
         let xs = x.clone().select(1, idx.clone());
         let rs = recon.clone().select(1, idx.clone());
-        let sigma = sigma.select(0, idx);
+        let sigma = sigma.select(0, idx.clone());
         let diff = xs - rs.tanh();
         (diff.square() / sigma.clone().square().mul_scalar(2.0).unsqueeze::<2>()).sum()
             + sigma.log().sum().mul_scalar(n as f64)
     });
-    let mut cross_entropy: Option<Tensor<1>> = None;
-    for span in layout
-        .spans()
-        .iter()
-        .filter(|s| s.activation == Activation::Softmax)
-    {
-        let logits = recon.clone().narrow(1, span.start, span.width);
-        let target = x.clone().narrow(1, span.start, span.width);
-        let ce = (activation::log_softmax(logits, 1) * target).sum().neg();
-        cross_entropy = Some(match cross_entropy {
-            Some(acc) => acc + ce,
-            None => ce,
-        });
-    }
+    let cross_entropy = parts
+        .softmax
+        .as_ref()
+        .map(|spans| spans.cross_entropy(recon, x.clone()).sum());
     let reconstruction = match (gaussian, cross_entropy) {
         (Some(g), Some(ce)) => g + ce,
         (Some(g), None) => g,
@@ -200,6 +207,7 @@ pub fn loss(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::layout::Activation;
     use burn::tensor::TensorData;
 
     fn t2(v: Vec<f32>, shape: [usize; 2], d: &Device) -> Tensor<2> {
@@ -235,7 +243,14 @@ mod tests {
             mu: t2(vec![0.5, -1.0, 0.0, 0.2], [2, 2], &d),
             logvar: t2(vec![0.0, 0.1, -0.3, 0.0], [2, 2], &d),
         };
-        let l = loss(x, recon, sigma, &posterior, &layout, 2.0);
+        let l = loss(
+            x,
+            recon,
+            sigma,
+            &posterior,
+            &LossLayout::new(&layout, &d),
+            2.0,
+        );
 
         // By hand (f64), following the formula in the doc comment:
         let g = |xv: f64, r: f64| (xv - r.tanh()).powi(2) / (2.0 * 0.01);
