@@ -8,9 +8,10 @@
 # Prints, per model: encoder fit seconds, seconds per epoch, seconds to sample 50,000 rows
 # (each the best round), peak memory (MiB, the largest) and SDMetrics quality on the held-out
 # 20 % (the mean over rounds), and the synthgen / reference ratio. Run it on an otherwise idle
-# machine: a build or another job beside it changes the timings many times over. The reference's virtual environment lives in
-# $SYNTHGEN_REFERENCE_VENV (default ~/.cache/synthgen/reference-venv) and is created on the
-# first run (pip install ctgan==0.12.1 sdmetrics==0.32.0, which brings PyTorch).
+# machine: a build or another job beside it changes the timings many times over. The
+# reference's virtual environment lives in $SYNTHGEN_REFERENCE_VENV (default
+# ~/.cache/synthgen/reference-venv) and is created on the first run (pip install ctgan==0.12.1
+# sdmetrics==0.32.0, which brings PyTorch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-10}
