@@ -91,7 +91,6 @@ fn main() {
     let sample = median(
         || {
             let mut rng = StdRng::seed_from_u64(1);
-            plain.seed(1);
             let rows = synthgen::sample::draw(
                 &sampler,
                 &layout,

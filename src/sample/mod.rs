@@ -31,8 +31,7 @@ use crate::models::noise;
 use crate::models::tvae::Tvae;
 use crate::run::manifest::read_verified;
 use crate::run::{self, Manifest};
-use crate::train::ctgan::side_by_side;
-use crate::train::{load_transformer, progress_bar};
+use crate::train::{load_transformer, progress_bar, side_by_side};
 
 pub use condition::{Condition, Resolved};
 
@@ -382,7 +381,6 @@ fn generate_from(opts: &SampleOptions, path: &Path, manifest: &Manifest) -> Resu
     let sampler = Sampler::load(&config, &transformer, weights, &selected.device, path)?;
     let pb = progress_bar(opts.rows as u64, "{pos}/{len} rows", opts.quiet);
     let mut rng = StdRng::seed_from_u64(seed);
-    selected.device.seed(seed);
     let width = layout.width();
     let out = match balance {
         None => draw(

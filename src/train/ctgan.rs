@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::models::ctgan::{self, Critic, Ctgan};
 use crate::models::noise;
 use crate::models::spans::Segments;
-use crate::train::{Prepared, ResumeState, Session};
+use crate::train::{Prepared, ResumeState, Session, side_by_side};
 
 /// Columns of metrics.csv besides epoch and seconds.
 pub const LOSSES: &[&str] = &["generator", "critic", "penalty"];
@@ -76,16 +76,6 @@ impl Batch<'_> {
             })
             .collect()
     }
-}
-
-/// Rows of `a` (`wa` wide) and rows of `b` (`wb` wide) side by side: [a | b].
-pub(crate) fn side_by_side(a: &[f32], wa: usize, b: &[f32], wb: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    for (ra, rb) in a.chunks_exact(wa).zip(b.chunks_exact(wb)) {
-        out.extend_from_slice(ra);
-        out.extend_from_slice(rb);
-    }
-    out
 }
 
 pub fn fit(
