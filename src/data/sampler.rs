@@ -155,6 +155,15 @@ impl CondSampler {
             .collect()
     }
 
+    /// The position of each pick's 1 in its conditional vector (what the generator takes in
+    /// place of the one-hot vector).
+    pub fn indices(&self, picks: &[Pick]) -> Vec<i32> {
+        picks
+            .iter()
+            .map(|p| (self.columns[p.column].cond_start + p.category) as i32)
+            .collect()
+    }
+
     /// Conditional vectors [picks, cond_dim] and column masks [picks, n_discrete], row-major.
     pub fn encode(&self, picks: &[Pick]) -> (Vec<f32>, Vec<f32>) {
         let n = self.columns.len();

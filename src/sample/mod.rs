@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -31,7 +31,7 @@ use crate::models::noise;
 use crate::models::tvae::Tvae;
 use crate::run::manifest::read_verified;
 use crate::run::{self, Manifest};
-use crate::train::{load_transformer, progress_bar, side_by_side};
+use crate::train::{load_transformer, progress_bar};
 
 pub use condition::{Condition, Resolved};
 
@@ -203,26 +203,18 @@ impl Sampler {
                 cond,
             } => {
                 let emb = config.embedding_dim;
-                let z = normal(b * emb, rng);
-                // [z | cond], assembled on the host.
-                let (input, input_width) = if cond.cond_dim() > 0 {
+                let z =
+                    Tensor::<2>::from_data(TensorData::new(normal(b * emb, rng), [b, emb]), device);
+                let cond = (cond.cond_dim() > 0).then(|| {
                     let picks: Vec<Pick> = match fixed {
                         Some(p) => vec![p; b],
                         None => cond.sample_original(b, rng),
                     };
-                    let (c, _) = cond.encode(&picks);
-                    (
-                        side_by_side(&z, emb, &c, cond.cond_dim()),
-                        emb + cond.cond_dim(),
-                    )
-                } else {
-                    (z, emb)
-                };
-                let input =
-                    Tensor::<2>::from_data(TensorData::new(input, [b, input_width]), device);
+                    Tensor::<1, Int>::from_data(TensorData::new(cond.indices(&picks), [b]), device)
+                });
                 let mut block = model
                     .generator
-                    .forward(input)
+                    .forward(z, cond.as_ref())
                     .into_data()
                     .try_into_vec::<f32>()
                     .expect("f32 output");

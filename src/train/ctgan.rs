@@ -6,7 +6,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -15,10 +15,10 @@ use crate::config::{CtganConfig, TrainConfig};
 use crate::data::sampler::{CondSampler, Pick};
 use crate::data::transformer::mix_seed;
 use crate::error::Result;
-use crate::models::ctgan::{self, Critic, Ctgan};
+use crate::models::ctgan::{self, Critic, Ctgan, SparseCond};
 use crate::models::noise;
 use crate::models::spans::Segments;
-use crate::train::{Prepared, ResumeState, Session, side_by_side};
+use crate::train::{Prepared, ResumeState, Session};
 
 /// Columns of metrics.csv besides epoch and seconds.
 pub const LOSSES: &[&str] = &["generator", "critic", "penalty"];
@@ -58,6 +58,11 @@ struct Batch<'a> {
 impl Batch<'_> {
     fn tensor(&self, data: Vec<f32>, shape: [usize; 2]) -> Tensor<2> {
         Tensor::from_data(TensorData::new(data, shape), self.device)
+    }
+
+    fn index(&self, data: Vec<i32>) -> Tensor<1, Int> {
+        let n = data.len();
+        Tensor::from_data(TensorData::new(data, [n]), self.device)
     }
 
     fn gumbel(&mut self, rows: usize, cols: usize) -> Tensor<2> {
@@ -127,62 +132,71 @@ pub fn fit(
             let mut critic_losses: Option<Tensor<1>> = None;
             for _ in 0..m.discriminator_steps {
                 let z = noise::standard_normals(batch * emb, host.rng);
-                // The generator's input [z | cond] and the critic's real rows [row | cond]
-                // are assembled on the host, one buffer and one tensor each.
-                let (fake_in, real, cond) = if cond_dim > 0 {
+                let z = host.tensor(z, [batch, emb]);
+                // Conditional vectors go to the generator and the critic as the positions of
+                // their 1s (real rows get the fake rows' conditions, shuffled).
+                let (real_idx, cond) = if cond_dim > 0 {
                     let picks = sampler.sample_train(batch, host.rng);
                     let mut perm: Vec<usize> = (0..batch).collect();
                     perm.shuffle(host.rng);
                     let real_picks: Vec<Pick> = perm.iter().map(|&i| picks[i]).collect();
                     let real_idx = sampler.real_rows(&real_picks, host.rng);
-                    let (c1, _) = sampler.encode(&picks);
-                    let (c2, _) = sampler.encode(&real_picks);
-                    let fake_in = side_by_side(&z, emb, &c1, cond_dim);
-                    let real = side_by_side(
-                        &prepared.gather(real_idx.iter().map(|&i| i as usize)),
-                        width,
-                        &c2,
-                        cond_dim,
-                    );
                     (
-                        host.tensor(fake_in, [batch, emb + cond_dim]),
-                        host.tensor(real, [batch, width + cond_dim]),
-                        Some(host.tensor(c1, [batch, cond_dim])),
+                        real_idx,
+                        Some((sampler.indices(&picks), sampler.indices(&real_picks))),
                     )
                 } else {
-                    let real_idx = sampler.uniform_rows(batch, host.rng);
-                    (
-                        host.tensor(z, [batch, emb]),
-                        host.tensor(
-                            prepared.gather(real_idx.iter().map(|&i| i as usize)),
-                            [batch, width],
-                        ),
-                        None,
-                    )
+                    (sampler.uniform_rows(batch, host.rng), None)
                 };
+                let real = host.tensor(
+                    prepared.gather(real_idx.iter().map(|&i| i as usize)),
+                    [batch, width],
+                );
                 let gumbel = host.gumbel(batch, width);
                 // The generator is a constant here: a copy without gradients records no graph
                 // (its batch norm still trains and updates the shared running statistics).
                 let generator = model.generator.clone().no_grad();
-                let fake =
-                    ctgan::activate(generator.forward(fake_in), &softmax, gumbel, m.gumbel_tau);
-                let fake = match cond {
-                    Some(c1) => Tensor::cat(vec![fake, c1], 1),
-                    None => fake,
-                };
+                let fake_cond = cond.as_ref().map(|(fake, _)| host.index(fake.clone()));
+                let raw = generator.forward(z, fake_cond.as_ref());
+                let fake = ctgan::activate(raw, &softmax, gumbel, m.gumbel_tau);
                 // One interpolation weight per pac group.
                 let alpha: Vec<f32> = (0..groups)
                     .flat_map(|_| std::iter::repeat_n(host.rng.random::<f32>(), pac))
                     .collect();
+                // Real, fake and interpolated rows in one critic pass (one matrix product per
+                // layer instead of three), each part with its own dropout masks. Two conditional
+                // entries per row: a real or fake row has its own with weight 1 (and again with
+                // weight 0); an interpolated row has the real row's with weight alpha and the
+                // fake row's with 1 - alpha.
+                let stacked_cond = cond.map(|(fake_at, real_at)| {
+                    let mut index = Vec::with_capacity(3 * batch * 2);
+                    let mut weight = Vec::with_capacity(3 * batch * 2);
+                    for &r in &real_at {
+                        index.extend([r, r]);
+                        weight.extend([1.0, 0.0]);
+                    }
+                    for &f in &fake_at {
+                        index.extend([f, f]);
+                        weight.extend([1.0, 0.0]);
+                    }
+                    for ((&r, &f), &a) in real_at.iter().zip(&fake_at).zip(&alpha) {
+                        index.extend([r, f]);
+                        weight.extend([a, 1.0 - a]);
+                    }
+                    SparseCond {
+                        index: Tensor::from_data(TensorData::new(index, [3 * batch, 2]), &device),
+                        weight: Some(host.tensor(weight, [3 * batch, 2])),
+                    }
+                });
                 let alpha = host.tensor(alpha, [batch, 1]);
                 let mixed =
                     real.clone() * alpha.clone() + fake.clone() * alpha.neg().add_scalar(1.0);
-                // Real, fake and interpolated rows in one critic pass (one matrix product per
-                // layer instead of three), each part with its own dropout masks.
                 let masks = host.dropout(&model.critic, 3 * groups, m.dropout);
-                let pass = model
-                    .critic
-                    .forward(Tensor::cat(vec![real, fake, mixed], 0), &masks);
+                let pass = model.critic.forward(
+                    Tensor::cat(vec![real, fake, mixed], 0),
+                    stacked_cond.as_ref(),
+                    &masks,
+                );
                 let y_real = pass.score.clone().narrow(0, 0, groups).mean();
                 let y_fake = pass.score.clone().narrow(0, groups, groups).mean();
                 let mixed_pass = pass.rows(2 * groups, groups);
@@ -205,34 +219,37 @@ pub fn fit(
             }
 
             let z = noise::standard_normals(batch * emb, host.rng);
-            let (input, cond_parts) = if cond_dim > 0 {
+            let z = host.tensor(z, [batch, emb]);
+            let (raw, cond_parts) = if cond_dim > 0 {
                 let picks = sampler.sample_train(batch, host.rng);
                 let (c1, mask) = sampler.encode(&picks);
-                let input = host.tensor(
-                    side_by_side(&z, emb, &c1, cond_dim),
-                    [batch, emb + cond_dim],
-                );
+                let idx = host.index(sampler.indices(&picks));
+                let raw = model.generator.forward(z, Some(&idx));
                 let c1 = host.tensor(c1, [batch, cond_dim]);
                 let mask = host.tensor(mask, [batch, spans.len()]);
-                (input, Some((c1, mask)))
+                (raw, Some((c1, mask, idx)))
             } else {
-                (host.tensor(z, [batch, emb]), None)
+                (model.generator.forward(z, None), None)
             };
-            let raw = model.generator.forward(input);
             let gumbel = host.gumbel(batch, width);
             let fake = ctgan::activate(raw.clone(), &softmax, gumbel, m.gumbel_tau);
             let masks = host.dropout(&model.critic, groups, m.dropout);
-            let (critic_in, cond_loss) = match cond_parts {
-                Some((c1, mask)) => (
-                    Tensor::cat(vec![fake, c1.clone()], 1),
-                    Some(ctgan::condition_loss(raw, c1, mask, &conditioning)),
-                ),
-                None => (fake, None),
-            };
             // Only the generator's gradients are wanted: the critic's weights are constants
             // here, which spares the products of their gradients.
             let critic = model.critic.clone().no_grad();
-            let y_fake = critic.forward(critic_in, &masks).score.mean();
+            let (y_fake, cond_loss) = match cond_parts {
+                Some((c1, mask, idx)) => {
+                    let cond = SparseCond {
+                        index: idx.reshape([batch, 1]),
+                        weight: None,
+                    };
+                    (
+                        critic.forward(fake, Some(&cond), &masks).score.mean(),
+                        Some(ctgan::condition_loss(raw, c1, mask, &conditioning)),
+                    )
+                }
+                None => (critic.forward(fake, None, &masks).score.mean(), None),
+            };
             let loss_g = match cond_loss {
                 Some(c) => y_fake.neg() + c,
                 None => y_fake.neg(),

@@ -309,16 +309,6 @@ impl Prepared {
     }
 }
 
-/// Rows of `a` (`wa` wide) and rows of `b` (`wb` wide) side by side: [a | b].
-pub(crate) fn side_by_side(a: &[f32], wa: usize, b: &[f32], wb: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    for (ra, rb) in a.chunks_exact(wa).zip(b.chunks_exact(wb)) {
-        out.extend_from_slice(ra);
-        out.extend_from_slice(rb);
-    }
-    out
-}
-
 /// Read, check, fit (unless resuming) and encode the training table.
 fn prepare(
     config: &Config,

@@ -9,7 +9,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
-use burn::tensor::{Device, Tensor, TensorData, activation};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 use crate::config::CtganConfig;
 use crate::models::spans::Segments;
@@ -23,16 +23,36 @@ pub struct Residual {
 }
 
 impl Residual {
-    /// x: [batch, i] -> [batch, o + i]
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+    /// x: [batch, i] (the block's input without the conditional vector) -> [batch, o + i]
+    pub fn forward(&self, x: Tensor<2>, cond: Option<&Tensor<1, Int>>) -> Tensor<2> {
         let h = self
             .relu
-            .forward(self.bn.forward(self.fc.forward(x.clone())));
+            .forward(self.bn.forward(linear_with_cond(&self.fc, x.clone(), cond)));
         Tensor::cat(vec![h, x], 1)
     }
 }
 
-/// z + cond -> residual blocks -> Linear to the data width.
+/// `linear` applied to `[x | cond]`, where `cond` is a one-hot conditional vector given as the
+/// position of its 1 in each row (`None`: no conditional vector). The weights' last rows belong
+/// to the conditional vector, and its product with them is the row at that position: a lookup
+/// instead of a product over mostly zeros.
+fn linear_with_cond(linear: &Linear, x: Tensor<2>, cond: Option<&Tensor<1, Int>>) -> Tensor<2> {
+    let Some(cond) = cond else {
+        return linear.forward(x);
+    };
+    let w = linear.weight.val();
+    let [inputs, _] = w.dims();
+    let [_, dense] = x.dims();
+    let y = x.matmul(w.clone().narrow(0, 0, dense))
+        + w.narrow(0, dense, inputs - dense).select(0, cond.clone());
+    match &linear.bias {
+        Some(b) => y + b.val().unsqueeze(),
+        None => y,
+    }
+}
+
+/// z + cond -> residual blocks -> Linear to the data width. The blocks' outputs are
+/// concatenated before their inputs, so every layer's input ends with the conditional vector.
 #[derive(Module, Debug)]
 pub struct Generator {
     blocks: Vec<Residual>,
@@ -40,14 +60,27 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// input: [batch, embedding_dim + cond_dim] -> raw output [batch, data_dim]
-    pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
-        let mut h = input;
+    /// z: [batch, embedding_dim]; `cond`: the position of the 1 in each row's conditional
+    /// vector ([`CondSampler::indices`](crate::data::sampler::CondSampler::indices)), `None`
+    /// for a table without discrete columns -> raw output [batch, data_dim]
+    pub fn forward(&self, z: Tensor<2>, cond: Option<&Tensor<1, Int>>) -> Tensor<2> {
+        let mut h = z;
         for b in &self.blocks {
-            h = b.forward(h);
+            h = b.forward(h, cond);
         }
-        self.out.forward(h)
+        linear_with_cond(&self.out, h, cond)
     }
+}
+
+/// Conditional vectors by their nonzero entries: row r is the sum over j of `weight[r, j]`
+/// times the one-hot vector with its 1 at `index[r, j]`. CTGAN's are one-hot (one entry of
+/// weight 1); the gradient penalty's interpolations between two rows have two.
+#[derive(Debug, Clone)]
+pub struct SparseCond {
+    /// [batch, k]
+    pub index: Tensor<2, Int>,
+    /// [batch, k]; `None`: every entry is 1.
+    pub weight: Option<Tensor<2>>,
 }
 
 /// The PacGAN critic: `pac` rows are judged together.
@@ -94,18 +127,80 @@ impl Critic {
 
     /// x: [batch, width] with batch a multiple of pac; `masks`: one dropout mask per hidden
     /// layer, [batch / pac, hidden width], already scaled by 1 / (1 - p) (ones in eval mode).
-    pub fn forward(&self, x: Tensor<2>, masks: &[Tensor<2>]) -> CriticPass {
-        let [b, w] = x.dims();
-        let mut h = x.reshape([b / self.pac, w * self.pac]);
+    /// `cond`: the rows' conditional vectors by their nonzero entries, in which case `x` holds
+    /// the data part of each row only; `None`: `x` holds whole rows.
+    pub fn forward(
+        &self,
+        x: Tensor<2>,
+        cond: Option<&SparseCond>,
+        masks: &[Tensor<2>],
+    ) -> CriticPass {
+        let mut p = match cond {
+            Some(cond) => self.first_layer_sparse(x, cond),
+            None => {
+                let [b, w] = x.dims();
+                self.hidden[0].forward(x.reshape([b / self.pac, w * self.pac]))
+            }
+        };
         let mut pre = Vec::with_capacity(self.hidden.len());
-        for (layer, mask) in self.hidden.iter().zip(masks) {
-            let p = layer.forward(h);
-            h = activation::leaky_relu(p.clone(), self.slope) * mask.clone();
+        for (l, mask) in masks.iter().enumerate() {
+            let h = activation::leaky_relu(p.clone(), self.slope) * mask.clone();
             pre.push(p);
+            p = match self.hidden.get(l + 1) {
+                Some(layer) => layer.forward(h),
+                None => self.out.forward(h),
+            };
         }
-        CriticPass {
-            score: self.out.forward(h),
-            pre,
+        CriticPass { score: p, pre }
+    }
+
+    /// The first layer on the data parts x [batch, w] and sparse conditional vectors. Its
+    /// weight rows are, for each of the pac rows of a group, w data rows then cond_dim
+    /// conditional rows. The data parts are one batched product per position in the group, on
+    /// views of the weight (nothing copied); the conditional parts are a lookup of the rows of
+    /// the nonzero entries, weighted and summed over each group.
+    fn first_layer_sparse(&self, x: Tensor<2>, cond: &SparseCond) -> Tensor<2> {
+        let layer = &self.hidden[0];
+        let weight = layer.weight.val();
+        let [inputs, out] = weight.dims();
+        let [b, w] = x.dims();
+        let pac = self.pac;
+        let groups = b / pac;
+        let per_row = inputs / pac;
+        // [pac, groups, w] x [pac, w, h] -> [pac, groups, h], summed over the group.
+        let by_position = x.reshape([groups, pac, w]).swap_dims(0, 1);
+        let data_rows = weight.clone().reshape([pac, per_row, out]).narrow(1, 0, w);
+        let dense = by_position
+            .matmul(data_rows)
+            .sum_dim(0)
+            .reshape([groups, out]);
+        // Row r of the batch is row r % pac of its group: its conditional rows start at
+        // (r % pac) * per_row + w.
+        let device = weight.device();
+        let start: Vec<i32> = (0..b).map(|r| ((r % pac) * per_row + w) as i32).collect();
+        let start = Tensor::<1, Int>::from_data(TensorData::new(start, [b]), &device);
+        let [_, k] = cond.index.dims();
+        let mut looked_up: Option<Tensor<2>> = None;
+        for j in 0..k {
+            let idx = cond.index.clone().narrow(1, j, 1).reshape([b]) + start.clone();
+            let mut rows = weight.clone().select(0, idx);
+            if let Some(weight) = &cond.weight {
+                rows = rows * weight.clone().narrow(1, j, 1);
+            }
+            looked_up = Some(match looked_up {
+                Some(sum) => sum + rows,
+                None => rows,
+            });
+        }
+        let looked_up = looked_up
+            .expect("at least one entry per row")
+            .reshape([groups, pac, out])
+            .sum_dim(1)
+            .reshape([groups, out]);
+        let y = dense + looked_up;
+        match &layer.bias {
+            Some(bias) => y + bias.val().unsqueeze(),
+            None => y,
         }
     }
 
@@ -273,6 +368,11 @@ mod tests {
         Tensor::from_data(TensorData::new(v, shape), d)
     }
 
+    fn index(v: Vec<i32>, d: &Device) -> Tensor<1, Int> {
+        let n = v.len();
+        Tensor::from_data(TensorData::new(v, [n]), d)
+    }
+
     fn values(seed: u32, n: usize) -> Vec<f32> {
         // A fixed, irregular sequence in [-1, 1].
         (0..n)
@@ -320,7 +420,13 @@ mod tests {
     }
 
     fn total(critic: &Critic, x: Tensor<2>, masks: &[Tensor<2>]) -> f64 {
-        f64::from(critic.forward(x, masks).score.sum().into_scalar::<f32>())
+        f64::from(
+            critic
+                .forward(x, None, masks)
+                .score
+                .sum()
+                .into_scalar::<f32>(),
+        )
     }
 
     #[test]
@@ -332,8 +438,9 @@ mod tests {
         assert!(!frozen.out.weight.is_require_grad());
         // The training loop's generator step differentiates the original.
         assert!(model.generator.out.weight.is_require_grad());
-        let z = Tensor::<2>::ones([4, config.embedding_dim + 3], &d);
-        let grads = model.generator.forward(z).sum().backward();
+        let z = Tensor::<2>::ones([4, config.embedding_dim], &d);
+        let cond = index(vec![0, 2, 1, 0], &d);
+        let grads = model.generator.forward(z, Some(&cond)).sum().backward();
         assert!(model.generator.out.weight.grad(&grads).is_some());
     }
 
@@ -341,7 +448,7 @@ mod tests {
     fn input_gradient_matches_finite_differences() {
         let d = Device::flex();
         let (critic, masks, x) = critic(&d);
-        let pass = critic.forward(x.clone(), &masks);
+        let pass = critic.forward(x.clone(), None, &masks);
         let grad: Vec<f32> = critic
             .input_gradient(&pass, &masks)
             .into_data()
@@ -370,6 +477,62 @@ mod tests {
     }
 
     #[test]
+    fn sparse_conditional_entries_equal_the_product_with_the_dense_vectors() {
+        let d = Device::flex().autodiff();
+        // pac 2, 3 data columns and 4 conditional ones per row, hidden [5, 4].
+        let config = CtganConfig {
+            discriminator_dims: vec![5, 4],
+            pac: 2,
+            ..CtganConfig::default()
+        };
+        let critic = init(&config, 3, 4, &d).critic;
+        let masks = vec![
+            t2(values(5, 3 * 5), [3, 5], &d).greater_elem(0.0).float() * 2.0,
+            t2(values(6, 3 * 4), [3, 4], &d).greater_elem(-0.5).float() * 2.0,
+        ];
+        let x = t2(values(7, 6 * 3), [6, 3], &d).require_grad();
+        // Two entries per row: one-hot rows (the second entry weighs 0) and mixtures.
+        let index: Vec<i32> = vec![0, 0, 3, 3, 1, 2, 2, 0, 3, 1, 1, 1];
+        let weight: Vec<f32> = vec![1., 0., 1., 0., 0.3, 0.7, 0.9, 0.1, 1., 0., 0.5, 0.5];
+        let mut dense = vec![0.0f32; 6 * 4];
+        for r in 0..6 {
+            for j in 0..2 {
+                dense[r * 4 + index[2 * r + j] as usize] += weight[2 * r + j];
+            }
+        }
+        let cond = SparseCond {
+            index: Tensor::from_data(TensorData::new(index, [6, 2]), &d),
+            weight: Some(t2(weight, [6, 2], &d)),
+        };
+        let whole = Tensor::cat(vec![x.clone(), t2(dense, [6, 4], &d)], 1);
+        let sparse = critic.forward(x.clone(), Some(&cond), &masks);
+        let product = critic.forward(whole, None, &masks);
+        let close = |a: Tensor<2>, b: Tensor<2>| {
+            let a: Vec<f32> = a.into_data().try_into_vec().unwrap();
+            let b: Vec<f32> = b.into_data().try_into_vec().unwrap();
+            assert_eq!(a.len(), b.len());
+            for (p, q) in a.iter().zip(&b) {
+                assert!((p - q).abs() < 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
+            }
+        };
+        close(
+            sparse.score.clone().detach(),
+            product.score.clone().detach(),
+        );
+        // The penalty sees the same pre-activations, and gradients reach the same weights.
+        let loss = |pass: &CriticPass| {
+            pass.score.clone().sum() + critic.gradient_penalty(pass, &masks, 10.0)
+        };
+        let g1 = loss(&sparse).backward();
+        let g2 = loss(&product).backward();
+        close(
+            critic.hidden[0].weight.grad(&g1).unwrap(),
+            critic.hidden[0].weight.grad(&g2).unwrap(),
+        );
+        close(x.grad(&g1).unwrap(), x.grad(&g2).unwrap());
+    }
+
+    #[test]
     fn penalty_gradient_matches_finite_differences() {
         let d = Device::flex().autodiff();
         let (mut critic, masks, x) = critic(&d);
@@ -377,7 +540,7 @@ mod tests {
         let [rows, cols] = w.dims();
         critic.hidden[0].weight = Param::from_tensor(w.clone().require_grad());
         let penalty = |c: &Critic| {
-            let pass = c.forward(x.clone(), &masks);
+            let pass = c.forward(x.clone(), None, &masks);
             c.gradient_penalty(&pass, &masks, 10.0)
         };
         let p = penalty(&critic);
@@ -502,20 +665,89 @@ mod tests {
         assert!((got - expect).abs() < 1e-5, "{got} vs {expect}");
     }
 
+    /// The generator as the paper writes it: every layer takes the one-hot conditional vector
+    /// as the last part of its input.
+    fn forward_on_one_hot(g: &Generator, z: Tensor<2>, one_hot: Tensor<2>) -> Tensor<2> {
+        let mut h = z;
+        for b in &g.blocks {
+            let x = Tensor::cat(vec![h.clone(), one_hot.clone()], 1);
+            let a = b.relu.forward(b.bn.forward(b.fc.forward(x)));
+            h = Tensor::cat(vec![a, h], 1);
+        }
+        g.out.forward(Tensor::cat(vec![h, one_hot], 1))
+    }
+
+    #[test]
+    fn conditional_rows_looked_up_equal_the_product_with_the_one_hot_vector() {
+        let d = Device::flex().autodiff();
+        let config = CtganConfig {
+            embedding_dim: 6,
+            generator_dims: vec![5, 4],
+            ..CtganConfig::default()
+        };
+        let cond_dim = 4;
+        let generator = init(&config, 7, cond_dim, &d).generator;
+        let picks = vec![3i32, 0, 2, 3, 1];
+        let mut one_hot = vec![0.0f32; picks.len() * cond_dim];
+        for (r, &p) in picks.iter().enumerate() {
+            one_hot[r * cond_dim + p as usize] = 1.0;
+        }
+        let z = t2(values(4, 5 * 6), [5, 6], &d);
+        let one_hot = t2(one_hot, [5, cond_dim], &d);
+        // Training mode (batch statistics) and eval mode; output weights so that every output
+        // position matters to the gradients.
+        let weights = t2(values(9, 5 * 7), [5, 7], &d);
+        let looked_up = generator.forward(z.clone(), Some(&index(picks, &d)));
+        let product = forward_on_one_hot(&generator, z.clone(), one_hot.clone());
+        let g1 = (looked_up.clone() * weights.clone()).sum().backward();
+        let g2 = (product.clone() * weights).sum().backward();
+        let close = |a: Tensor<2>, b: Tensor<2>| {
+            let a: Vec<f32> = a.into_data().try_into_vec().unwrap();
+            let b: Vec<f32> = b.into_data().try_into_vec().unwrap();
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+            }
+        };
+        close(looked_up.detach(), product.detach());
+        for linear in [
+            &generator.blocks[0].fc,
+            &generator.blocks[1].fc,
+            &generator.out,
+        ] {
+            close(
+                linear.weight.grad(&g1).unwrap(),
+                linear.weight.grad(&g2).unwrap(),
+            );
+        }
+        let valid = generator.valid();
+        let z = z.inner();
+        let looked_up = valid.forward(z.clone(), Some(&index(vec![1, 1, 0, 2, 3], &z.device())));
+        let mut one_hot = vec![0.0f32; 5 * cond_dim];
+        for (r, p) in [1usize, 1, 0, 2, 3].into_iter().enumerate() {
+            one_hot[r * cond_dim + p] = 1.0;
+        }
+        close(
+            looked_up,
+            forward_on_one_hot(&valid, z.clone(), t2(one_hot, [5, cond_dim], &z.device())),
+        );
+    }
+
     #[test]
     fn generator_output_does_not_depend_on_the_batch_in_eval_mode() {
         let d = Device::flex();
         let model = init(&CtganConfig::default(), 7, 3, &d).valid();
-        let input = t2(values(2, 4 * 131), [4, 131], &d);
+        let z = t2(values(2, 4 * 128), [4, 128], &d);
+        let cond = index(vec![2, 0, 1, 2], &d);
         let all: Vec<f32> = model
             .generator
-            .forward(input.clone())
+            .forward(z.clone(), Some(&cond))
             .into_data()
             .try_into_vec()
             .unwrap();
         let first: Vec<f32> = model
             .generator
-            .forward(input.narrow(0, 0, 1))
+            .forward(z.narrow(0, 0, 1), Some(&cond.narrow(0, 0, 1)))
             .into_data()
             .try_into_vec()
             .unwrap();
@@ -537,12 +769,18 @@ mod record_tests {
         let config = CtganConfig::default();
         let model = init(&config, 7, 3, &ad);
         // A training-mode forward updates the running statistics.
-        let x: Vec<f32> = (0..8 * 131)
+        let x: Vec<f32> = (0..8 * 128)
             .map(|i| (i as f32 * 0.37).sin() * 3.0 + 1.0)
             .collect();
-        let _ = model
-            .generator
-            .forward(Tensor::from_data(TensorData::new(x.clone(), [8, 131]), &ad));
+        let cond: Vec<i32> = vec![0, 1, 2, 0, 1, 2, 0, 1];
+        let at = |d: &Device| {
+            (
+                Tensor::<2>::from_data(TensorData::new(x.clone(), [8, 128]), d),
+                Tensor::<1, Int>::from_data(TensorData::new(cond.clone(), [8]), d),
+            )
+        };
+        let (z, c) = at(&ad);
+        let _ = model.generator.forward(z, Some(&c));
         let bytes = model.to_bytes().unwrap();
         let d = Device::flex();
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).unwrap();
@@ -550,17 +788,17 @@ mod record_tests {
             .try_load_record(record)
             .unwrap()
             .valid();
-        let input = Tensor::<2>::from_data(TensorData::new(x, [8, 131]), &d);
+        let (z, c) = at(&d);
         let a: Vec<f32> = model
             .valid()
             .generator
-            .forward(input.clone())
+            .forward(z.clone(), Some(&c))
             .into_data()
             .try_into_vec()
             .unwrap();
         let b: Vec<f32> = loaded
             .generator
-            .forward(input)
+            .forward(z, Some(&c))
             .into_data()
             .try_into_vec()
             .unwrap();
