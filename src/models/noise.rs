@@ -45,9 +45,80 @@ pub fn dropout_mask(n: usize, p: f64, rng: &mut StdRng) -> Vec<f32> {
     chunked(n, rng, |r| if r.random::<f64>() < p { 0.0 } else { keep })
 }
 
+/// Rows per chunk of [`one_hot_draws`].
+const ROWS_PER_CHUNK: usize = 1024;
+
+/// For each row of `block` (rows `width` wide) and each span `(start, width)` of logits,
+/// draws a category from the span's softmax and writes it as a one-hot vector over the span.
+/// This is the distribution of the argmax of Gumbel-perturbed logits (the Gumbel-max trick),
+/// drawn with one uniform and one exponential per position instead of two logarithms.
+pub fn one_hot_draws(block: &mut [f32], width: usize, spans: &[(usize, usize)], rng: &mut StdRng) {
+    let rows = block.len() / width;
+    let seeds: Vec<u64> = (0..rows.div_ceil(ROWS_PER_CHUNK))
+        .map(|_| rng.random())
+        .collect();
+    block
+        .par_chunks_mut(ROWS_PER_CHUNK * width)
+        .zip(seeds)
+        .for_each(|(chunk, seed)| {
+            let mut r = StdRng::seed_from_u64(seed);
+            for row in chunk.chunks_exact_mut(width) {
+                for &(start, w) in spans {
+                    let logits = &mut row[start..start + w];
+                    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut total = 0.0f32;
+                    for l in logits.iter_mut() {
+                        *l = (*l - max).exp();
+                        total += *l;
+                    }
+                    let mut left = r.random::<f32>() * total;
+                    // The last category also takes what rounding leaves over.
+                    let mut pick = w - 1;
+                    for (k, &p) in logits.iter().enumerate() {
+                        if left < p {
+                            pick = k;
+                            break;
+                        }
+                        left -= p;
+                    }
+                    logits.fill(0.0);
+                    logits[pick] = 1.0;
+                }
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_hot_draws_follow_each_spans_softmax() {
+        // Two spans per row: logits (0, ln 2, ln 5) -> probabilities 1/8, 2/8, 5/8; and a span
+        // of two with logits 200 apart (one category only, no overflow).
+        let width = 6;
+        let row = [0.3, 0.0, 2f32.ln(), 5f32.ln(), 100.0, -100.0];
+        let rows = 40_000;
+        let mut block: Vec<f32> = row.iter().copied().cycle().take(rows * width).collect();
+        one_hot_draws(
+            &mut block,
+            width,
+            &[(1, 3), (4, 2)],
+            &mut StdRng::seed_from_u64(5),
+        );
+        let mut counts = [0usize; 3];
+        for r in block.chunks_exact(width) {
+            assert_eq!(r[0], 0.3, "positions outside the spans are left alone");
+            assert_eq!(r[1..4].iter().sum::<f32>(), 1.0);
+            assert_eq!(&r[4..6], &[1.0, 0.0]);
+            counts[r[1..4].iter().position(|&v| v == 1.0).unwrap()] += 1;
+        }
+        for (c, p) in counts.iter().zip([1.0 / 8.0, 2.0 / 8.0, 5.0 / 8.0]) {
+            let freq = *c as f64 / rows as f64;
+            // About 5 standard errors at 40,000 draws.
+            assert!((freq - p).abs() < 0.012, "{counts:?}");
+        }
+    }
 
     #[test]
     fn same_seed_same_values_and_plausible_moments() {

@@ -218,22 +218,18 @@ impl Sampler {
                     .into_data()
                     .try_into_vec::<f32>()
                     .expect("f32 output");
-                // tanh on scalars; on one-hot spans the argmax of Gumbel-perturbed logits, which
-                // is where the reference's Gumbel-softmax puts its maximum (Gumbel-max trick).
-                // Both on the host, on the positions they concern only.
+                // tanh on scalars, on the host at their positions only. Each softmax span
+                // becomes the one-hot vector of a category drawn from its softmax: that is the
+                // distribution of the argmax of the reference's Gumbel-softmax (Gumbel-max).
                 let scalars: Vec<usize> = layout.scalars().map(|s| s.start).collect();
-                let onehot: Vec<usize> =
-                    layout.softmaxes().flat_map(|s| s.start..s.end()).collect();
-                let gumbel = noise::gumbels(b * onehot.len(), rng);
-                for (r, row) in block.chunks_exact_mut(width).enumerate() {
+                for row in block.chunks_exact_mut(width) {
                     for &c in &scalars {
                         row[c] = row[c].tanh();
                     }
-                    let g = &gumbel[r * onehot.len()..(r + 1) * onehot.len()];
-                    for (&c, &g) in onehot.iter().zip(g) {
-                        row[c] += g;
-                    }
                 }
+                let spans: Vec<(usize, usize)> =
+                    layout.softmaxes().map(|s| (s.start, s.width)).collect();
+                noise::one_hot_draws(&mut block, width, &spans, rng);
                 block
             }
         }
