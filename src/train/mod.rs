@@ -525,16 +525,32 @@ fn fit(
     resume: Option<ResumeState>,
 ) -> Result<PathBuf> {
     let t = &config.train;
-    match (&config.model, data) {
-        (ModelConfig::Tvae(m), Data::Table(p)) => tvae::fit(m, t, p, device, &mut session, resume)?,
-        (ModelConfig::Ctgan(m), Data::Table(p)) => {
-            ctgan::fit(m, t, p, device, &mut session, resume)?
+    let threads = t.threads.unwrap_or(match config.model {
+        ModelConfig::Tvae(_) => 1,
+        ModelConfig::Ctgan(_) | ModelConfig::Ddpm(_) => rayon::current_num_threads(),
+    });
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Invalid {
+            what: "[train] threads".into(),
+            message: format!("could not start {threads} threads: {e}"),
+        })?;
+    info!(threads, "training loop threads");
+    pool.install(|| -> Result<()> {
+        match (&config.model, data) {
+            (ModelConfig::Tvae(m), Data::Table(p)) => {
+                tvae::fit(m, t, p, device, &mut session, resume)
+            }
+            (ModelConfig::Ctgan(m), Data::Table(p)) => {
+                ctgan::fit(m, t, p, device, &mut session, resume)
+            }
+            (ModelConfig::Ddpm(m), Data::Images(p)) => {
+                ddpm::fit(m, t, p, device, &mut session, resume)
+            }
+            _ => unreachable!("the data is prepared for the model's kind"),
         }
-        (ModelConfig::Ddpm(m), Data::Images(p)) => {
-            ddpm::fit(m, t, p, device, &mut session, resume)?
-        }
-        _ => unreachable!("the data is prepared for the model's kind"),
-    }
+    })?;
     session.progress.finish_and_clear();
     let seconds: f64 = session.metrics.rows.iter().map(|r| r[r.len() - 1]).sum();
     info!(run = %session.run.path.display(), epochs = config.train.epochs, seconds, "training done");

@@ -390,3 +390,38 @@ fn trains_and_samples_on_wgpu() {
         "{counts:?}"
     );
 }
+
+#[test]
+fn the_number_of_loop_threads_changes_no_loss() {
+    // The fixture's run trains TVAE with its default of one loop thread; this one with two.
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let smoke = std::fs::read_to_string(root().join("configs/smoke/tvae.toml")).unwrap();
+    let cfg = crate::write_config(
+        dir.path(),
+        "t.toml",
+        &smoke.replace("device = \"cpu\"", "device = \"cpu\"\nthreads = 2"),
+    );
+    let models = dir.path().join("models");
+    let o = run(
+        "train",
+        &models,
+        &["--config", cfg.to_str().unwrap(), "--run-id", "t"],
+    );
+    ok(&o);
+    assert!(
+        crate::stderr(&o).contains("threads=2"),
+        "{}",
+        crate::stderr(&o)
+    );
+    let losses = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    };
+    let two = losses(&models.join("t/metrics.csv"));
+    assert_eq!(two.len(), 3, "{two:?}");
+    assert_eq!(losses(&f.run.join("metrics.csv")), two);
+}
