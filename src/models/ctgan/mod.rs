@@ -135,6 +135,7 @@ impl Critic {
         cond: Option<&SparseCond>,
         masks: &[Tensor<2>],
     ) -> CriticPass {
+        assert_eq!(masks.len(), self.hidden.len(), "one mask per hidden layer");
         let mut p = match cond {
             Some(cond) => self.first_layer_sparse(x, cond),
             None => {
@@ -368,6 +369,16 @@ mod tests {
         Tensor::from_data(TensorData::new(v, shape), d)
     }
 
+    /// Equal up to `tol`, relative to 1 + |b|.
+    fn assert_close(a: Tensor<2>, b: Tensor<2>, tol: f32) {
+        let a: Vec<f32> = a.into_data().try_into_vec().unwrap();
+        let b: Vec<f32> = b.into_data().try_into_vec().unwrap();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < tol * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
     fn index(v: Vec<i32>, d: &Device) -> Tensor<1, Int> {
         let n = v.len();
         Tensor::from_data(TensorData::new(v, [n]), d)
@@ -507,14 +518,7 @@ mod tests {
         let whole = Tensor::cat(vec![x.clone(), t2(dense, [6, 4], &d)], 1);
         let sparse = critic.forward(x.clone(), Some(&cond), &masks);
         let product = critic.forward(whole, None, &masks);
-        let close = |a: Tensor<2>, b: Tensor<2>| {
-            let a: Vec<f32> = a.into_data().try_into_vec().unwrap();
-            let b: Vec<f32> = b.into_data().try_into_vec().unwrap();
-            assert_eq!(a.len(), b.len());
-            for (p, q) in a.iter().zip(&b) {
-                assert!((p - q).abs() < 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
-            }
-        };
+        let close = |a, b| assert_close(a, b, 1e-5);
         close(
             sparse.score.clone().detach(),
             product.score.clone().detach(),
@@ -701,14 +705,7 @@ mod tests {
         let product = forward_on_one_hot(&generator, z.clone(), one_hot.clone());
         let g1 = (looked_up.clone() * weights.clone()).sum().backward();
         let g2 = (product.clone() * weights).sum().backward();
-        let close = |a: Tensor<2>, b: Tensor<2>| {
-            let a: Vec<f32> = a.into_data().try_into_vec().unwrap();
-            let b: Vec<f32> = b.into_data().try_into_vec().unwrap();
-            assert_eq!(a.len(), b.len());
-            for (x, y) in a.iter().zip(&b) {
-                assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
-            }
-        };
+        let close = |a, b| assert_close(a, b, 1e-4);
         close(looked_up.detach(), product.detach());
         for linear in [
             &generator.blocks[0].fc,
