@@ -302,6 +302,15 @@ fn nulls_come_back_at_the_real_rate_and_constant_columns_stay_constant() {
     };
 }
 
+/// The lines of a metrics.csv without their last field (the epoch's seconds).
+fn losses(metrics: &Path) -> Vec<String> {
+    std::fs::read_to_string(metrics)
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
 #[test]
 fn resume_continues_exactly_where_the_run_stopped() {
     let f = fixture();
@@ -336,16 +345,9 @@ fn resume_continues_exactly_where_the_run_stopped() {
         std::fs::read_to_string(a).unwrap(),
         std::fs::read_to_string(b).unwrap()
     );
-    let first_losses = |p: &Path| -> Vec<String> {
-        std::fs::read_to_string(p)
-            .unwrap()
-            .lines()
-            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
-            .collect()
-    };
     assert_eq!(
-        first_losses(&f.run.join("metrics.csv")),
-        first_losses(&models.join("r/metrics.csv"))
+        losses(&f.run.join("metrics.csv")),
+        losses(&models.join("r/metrics.csv"))
     );
 }
 
@@ -414,13 +416,6 @@ fn the_number_of_loop_threads_changes_no_loss() {
         "{}",
         crate::stderr(&o)
     );
-    let losses = |p: &Path| -> Vec<String> {
-        std::fs::read_to_string(p)
-            .unwrap()
-            .lines()
-            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
-            .collect()
-    };
     let two = losses(&models.join("t/metrics.csv"));
     assert_eq!(two.len(), 3, "{two:?}");
     assert_eq!(losses(&f.run.join("metrics.csv")), two);
