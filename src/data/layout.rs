@@ -79,13 +79,14 @@ impl Layout {
             .filter(|s| s.activation == Activation::Softmax)
     }
 
-    /// A per-position mask: 1 where the activation is tanh.
-    pub fn tanh_mask(&self) -> Vec<f32> {
-        let mut mask = vec![0.0; self.width()];
-        for s in self.scalars() {
-            mask[s.start..s.end()].fill(1.0);
-        }
-        mask
+    /// The position of each tanh value (a tanh span is one wide).
+    pub fn scalar_positions(&self) -> Vec<usize> {
+        self.scalars().map(|s| s.start).collect()
+    }
+
+    /// `(start, width)` of each softmax span.
+    pub fn softmax_spans(&self) -> Vec<(usize, usize)> {
+        self.softmaxes().map(|s| (s.start, s.width)).collect()
     }
 }
 
@@ -105,6 +106,7 @@ mod tests {
         assert_eq!(starts, [0, 1, 4]);
         assert_eq!(l.scalars().count(), 1);
         assert_eq!(l.softmaxes().count(), 2);
-        assert_eq!(l.tanh_mask(), [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(l.scalar_positions(), [0]);
+        assert_eq!(l.softmax_spans(), [(1, 3), (4, 2)]);
     }
 }

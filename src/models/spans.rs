@@ -69,8 +69,7 @@ impl Segments {
 
     /// The softmax spans of `layout`.
     pub fn softmaxes(layout: &Layout, device: &Device) -> Segments {
-        let spans: Vec<(usize, usize)> = layout.softmaxes().map(|s| (s.start, s.width)).collect();
-        Segments::new(layout.width(), &spans, device)
+        Segments::new(layout.width(), &layout.softmax_spans(), device)
     }
 
     /// `f` applied to the positions outside every span, zeros inside the spans; [batch, width].

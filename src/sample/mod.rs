@@ -167,6 +167,7 @@ impl Sampler {
         device: &Device,
     ) -> Vec<f32> {
         let width = layout.width();
+        let scalars = layout.scalar_positions();
         let normal = noise::standard_normals;
         match self {
             Sampler::Tvae {
@@ -187,7 +188,6 @@ impl Sampler {
                     .try_into_vec::<f32>()
                     .expect("f32 output");
                 // The decoder's likelihood: each tanh value is N(tanh x^, sigma) (reference TVAE).
-                let scalars: Vec<usize> = layout.scalars().map(|s| s.start).collect();
                 for r in 0..b {
                     for &c in &scalars {
                         let mean = block[r * width + c].tanh();
@@ -221,15 +221,12 @@ impl Sampler {
                 // tanh on scalars, on the host at their positions only. Each softmax span
                 // becomes the one-hot vector of a category drawn from its softmax: that is the
                 // distribution of the argmax of the reference's Gumbel-softmax (Gumbel-max).
-                let scalars: Vec<usize> = layout.scalars().map(|s| s.start).collect();
                 for row in block.chunks_exact_mut(width) {
                     for &c in &scalars {
                         row[c] = row[c].tanh();
                     }
                 }
-                let spans: Vec<(usize, usize)> =
-                    layout.softmaxes().map(|s| (s.start, s.width)).collect();
-                noise::one_hot_draws(&mut block, width, &spans, rng);
+                noise::one_hot_draws(&mut block, width, &layout.softmax_spans(), rng);
                 block
             }
         }

@@ -525,19 +525,11 @@ fn fit(
     resume: Option<ResumeState>,
 ) -> Result<PathBuf> {
     let t = &config.train;
-    let threads = t.threads.unwrap_or(match config.model {
-        ModelConfig::Tvae(_) => 1,
-        ModelConfig::Ctgan(_) | ModelConfig::Ddpm(_) => rayon::current_num_threads(),
+    let threads = t.threads.or(match config.model {
+        ModelConfig::Tvae(_) => Some(1),
+        ModelConfig::Ctgan(_) | ModelConfig::Ddpm(_) => None,
     });
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Invalid {
-            what: "[train] threads".into(),
-            message: format!("could not start {threads} threads: {e}"),
-        })?;
-    info!(threads, "training loop threads");
-    pool.install(|| -> Result<()> {
+    let run = || -> Result<()> {
         match (&config.model, data) {
             (ModelConfig::Tvae(m), Data::Table(p)) => {
                 tvae::fit(m, t, p, device, &mut session, resume)
@@ -550,7 +542,28 @@ fn fit(
             }
             _ => unreachable!("the data is prepared for the model's kind"),
         }
-    })?;
+    };
+    // Without a thread count the loop runs on the global pool (all cores).
+    match threads {
+        Some(threads) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| Error::Invalid {
+                    what: "[train] threads".into(),
+                    message: format!("could not start {threads} threads: {e}"),
+                })?;
+            info!(threads, "training loop threads");
+            pool.install(run)?;
+        }
+        None => {
+            info!(
+                threads = rayon::current_num_threads(),
+                "training loop threads"
+            );
+            run()?;
+        }
+    }
     session.progress.finish_and_clear();
     let seconds: f64 = session.metrics.rows.iter().map(|r| r[r.len() - 1]).sum();
     info!(run = %session.run.path.display(), epochs = config.train.epochs, seconds, "training done");

@@ -150,7 +150,11 @@ pub struct LossLayout {
 
 impl LossLayout {
     pub fn new(layout: &Layout, device: &Device) -> LossLayout {
-        let scalars: Vec<i32> = layout.scalars().map(|s| s.start as i32).collect();
+        let scalars: Vec<i32> = layout
+            .scalar_positions()
+            .into_iter()
+            .map(|c| c as i32)
+            .collect();
         let k = scalars.len();
         LossLayout {
             scalars: (k > 0).then(|| Tensor::from_data(TensorData::new(scalars, [k]), device)),
