@@ -1,8 +1,9 @@
 //! Host-side noise for training and sampling, drawn in parallel chunks. Each chunk has its own
 //! generator seeded from the caller's, so a result depends on the seed only, not on the number
-//! of threads.
+//! of threads. The chunks' generators are xoshiro256++ (`SmallRng`): noise needs no
+//! cryptographic strength, and ChaCha cost about as much as the normal draws built on it.
 
-use rand::rngs::StdRng;
+use rand::rngs::{SmallRng, StdRng};
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
@@ -12,13 +13,13 @@ use rayon::prelude::*;
 const CHUNK: usize = 1 << 15;
 
 /// `n` values, each chunk filled by `draw` from its own generator.
-fn chunked(n: usize, rng: &mut StdRng, draw: impl Fn(&mut StdRng) -> f32 + Sync) -> Vec<f32> {
+fn chunked(n: usize, rng: &mut StdRng, draw: impl Fn(&mut SmallRng) -> f32 + Sync) -> Vec<f32> {
     let seeds: Vec<u64> = (0..n.div_ceil(CHUNK)).map(|_| rng.random()).collect();
     let mut out = vec![0.0f32; n];
     out.par_chunks_mut(CHUNK)
         .zip(seeds)
         .for_each(|(chunk, seed)| {
-            let mut r = StdRng::seed_from_u64(seed);
+            let mut r = SmallRng::seed_from_u64(seed);
             for v in chunk {
                 *v = draw(&mut r);
             }
@@ -61,7 +62,7 @@ pub fn one_hot_draws(block: &mut [f32], width: usize, spans: &[(usize, usize)], 
         .par_chunks_mut(ROWS_PER_CHUNK * width)
         .zip(seeds)
         .for_each(|(chunk, seed)| {
-            let mut r = StdRng::seed_from_u64(seed);
+            let mut r = SmallRng::seed_from_u64(seed);
             for row in chunk.chunks_exact_mut(width) {
                 for &(start, w) in spans {
                     let logits = &mut row[start..start + w];
