@@ -55,6 +55,7 @@ fn main() {
         model,
         config: m.clone(),
         cond,
+        host: None,
     };
 
     for (name, sampler, dev, batch) in [

@@ -84,6 +84,7 @@ fn main() {
         .try_into_vec::<f32>()
         .unwrap();
     let sampler = synthgen::sample::Sampler::Tvae {
+        host: Some(model.decoder.to_host(cfg.embedding_dim)),
         model,
         embedding_dim: cfg.embedding_dim,
         sigma,

@@ -3,6 +3,7 @@
 pub mod classifier;
 pub mod ctgan;
 pub mod ddpm;
+pub mod host;
 pub mod noise;
 pub mod spans;
 pub mod tvae;

@@ -27,6 +27,7 @@ use crate::data::{DataTransformer, Table};
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::models::ctgan::Ctgan;
+use crate::models::host::HostNet;
 use crate::models::noise;
 use crate::models::tvae::Tvae;
 use crate::run::manifest::read_verified;
@@ -92,23 +93,27 @@ pub fn sample(opts: &SampleOptions) -> Result<()> {
     Ok(())
 }
 
-/// A trained model ready to generate encoded rows.
+/// A trained model ready to generate encoded rows. `host`: the network's forward pass on the
+/// host ([`HostNet`]), used instead of `model`'s when sampling on the CPU.
 pub enum Sampler {
     Tvae {
         model: Tvae,
         embedding_dim: usize,
         sigma: Vec<f32>,
+        host: Option<HostNet>,
     },
     Ctgan {
         model: Ctgan,
         config: CtganConfig,
         cond: CondSampler,
+        host: Option<HostNet>,
     },
 }
 
 impl Sampler {
     /// Load the model of a run onto `device`, in eval mode (no autodiff: dropout off,
-    /// BatchNorm on its running statistics).
+    /// BatchNorm on its running statistics). On the CPU (flex) the network also gets its host
+    /// forward pass.
     pub fn load(
         config: &Config,
         transformer: &DataTransformer,
@@ -117,6 +122,7 @@ impl Sampler {
         run: &std::path::Path,
     ) -> Result<Sampler> {
         let width = transformer.layout().width();
+        let on_host = *device == Device::flex();
         Ok(match &config.model {
             ModelConfig::Tvae(m) => {
                 let model = crate::train::tvae::load(m, width, weights, device, run)?.valid();
@@ -128,6 +134,7 @@ impl Sampler {
                     .try_into_vec::<f32>()
                     .expect("f32 sigma");
                 Sampler::Tvae {
+                    host: on_host.then(|| model.decoder.to_host(m.embedding_dim)),
                     model,
                     embedding_dim: m.embedding_dim,
                     sigma,
@@ -139,6 +146,7 @@ impl Sampler {
                     crate::train::ctgan::load(m, width, cond.cond_dim(), weights, device, run)?
                         .valid();
                 Sampler::Ctgan {
+                    host: on_host.then(|| model.generator.to_host(m.embedding_dim)),
                     model,
                     config: m.clone(),
                     cond,
@@ -174,19 +182,19 @@ impl Sampler {
                 model,
                 embedding_dim,
                 sigma,
+                host,
             } => {
-                let z = Tensor::<2>::from_data(
-                    TensorData::new(normal(b * embedding_dim, rng), [b, *embedding_dim]),
-                    device,
-                );
+                let z = normal(b * embedding_dim, rng);
                 // Softmax spans are decoded by argmax, which tanh would not change: tanh is
                 // applied on the host to the scalar positions only.
-                let mut block = model
-                    .decoder
-                    .forward(z)
-                    .into_data()
-                    .try_into_vec::<f32>()
-                    .expect("f32 output");
+                let mut block = match host {
+                    Some(net) => net.forward(&z, None),
+                    None => {
+                        let z =
+                            Tensor::<2>::from_data(TensorData::new(z, [b, *embedding_dim]), device);
+                        values(model.decoder.forward(z))
+                    }
+                };
                 // The decoder's likelihood: each tanh value is N(tanh x^, sigma) (reference TVAE).
                 for r in 0..b {
                     for &c in &scalars {
@@ -201,23 +209,26 @@ impl Sampler {
                 model,
                 config,
                 cond,
+                host,
             } => {
                 let emb = config.embedding_dim;
-                let z =
-                    Tensor::<2>::from_data(TensorData::new(normal(b * emb, rng), [b, emb]), device);
+                let z = normal(b * emb, rng);
                 let cond = (cond.cond_dim() > 0).then(|| {
                     let picks: Vec<Pick> = match fixed {
                         Some(p) => vec![p; b],
                         None => cond.sample_original(b, rng),
                     };
-                    Tensor::<1, Int>::from_data(TensorData::new(cond.indices(&picks), [b]), device)
+                    cond.indices(&picks)
                 });
-                let mut block = model
-                    .generator
-                    .forward(z, cond.as_ref())
-                    .into_data()
-                    .try_into_vec::<f32>()
-                    .expect("f32 output");
+                let mut block = match host {
+                    Some(net) => net.forward(&z, cond.as_deref()),
+                    None => {
+                        let z = Tensor::<2>::from_data(TensorData::new(z, [b, emb]), device);
+                        let cond = cond
+                            .map(|c| Tensor::<1, Int>::from_data(TensorData::new(c, [b]), device));
+                        values(model.generator.forward(z, cond.as_ref()))
+                    }
+                };
                 // tanh on scalars, on the host at their positions only. Each softmax span
                 // becomes the one-hot vector of a category drawn from its softmax: that is the
                 // distribution of the argmax of the reference's Gumbel-softmax (Gumbel-max).
@@ -231,6 +242,10 @@ impl Sampler {
             }
         }
     }
+}
+
+fn values(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().expect("f32 output")
 }
 
 /// Draw `n` encoded rows satisfying every condition, in batches of `batch`.
@@ -267,17 +282,25 @@ pub fn draw(
             batch
         };
         let block = sampler.rows(layout, b, fixed, rng, device);
-        for row in block.chunks_exact(width) {
-            if kept == n {
-                break;
-            }
-            drawn += 1;
-            if conditions.iter().all(|c| c.holds(row)) {
-                out.extend_from_slice(row);
-                kept += 1;
-                on_rows(1);
+        let before = kept;
+        if conditions.is_empty() {
+            // Every row is kept.
+            out.extend_from_slice(&block);
+            kept += b;
+            drawn += b;
+        } else {
+            for row in block.chunks_exact(width) {
+                if kept == n {
+                    break;
+                }
+                drawn += 1;
+                if conditions.iter().all(|c| c.holds(row)) {
+                    out.extend_from_slice(row);
+                    kept += 1;
+                }
             }
         }
+        on_rows(kept - before);
     }
     if !conditions.is_empty() {
         info!(
@@ -412,4 +435,36 @@ fn generate_from(opts: &SampleOptions, path: &Path, manifest: &Manifest) -> Resu
     pb.finish_and_clear();
     info!(rows = opts.rows, seconds = t0.elapsed().as_secs_f64(), run = %path.display(), "sampled");
     Ok(transformer.inverse(&out, opts.rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TvaeConfig;
+    use crate::data::layout::Activation;
+
+    #[test]
+    fn tvae_rows_on_the_host_equal_rows_through_burn() {
+        let d = Device::flex();
+        // One tanh column with two modes, one discrete column of three categories.
+        let layout = Layout::new([
+            (Activation::Tanh, 1, 0),
+            (Activation::Softmax, 2, 0),
+            (Activation::Softmax, 3, 1),
+        ]);
+        let config = TvaeConfig::default();
+        let model = crate::models::tvae::init(&config, layout.width(), &d);
+        let sampler = |host: bool| Sampler::Tvae {
+            host: host.then(|| model.decoder.to_host(config.embedding_dim)),
+            model: model.clone(),
+            embedding_dim: config.embedding_dim,
+            sigma: vec![0.1; layout.width()],
+        };
+        let rows = |s: &Sampler| s.rows(&layout, 300, None, &mut StdRng::seed_from_u64(3), &d);
+        let (host, burn) = (rows(&sampler(true)), rows(&sampler(false)));
+        assert_eq!(host.len(), 300 * layout.width());
+        for (h, b) in host.iter().zip(&burn) {
+            assert!((h - b).abs() < 1e-5 * (1.0 + b.abs()), "{h} vs {b}");
+        }
+    }
 }

@@ -46,7 +46,7 @@ pub fn load(
     device: &Device,
     run: &std::path::Path,
 ) -> Result<Ctgan> {
-    super::load_weights(ctgan::init(m, width, cond_dim, device), bytes, run)
+    super::load_weights(ctgan::uninitialized(m, width, cond_dim, device), bytes, run)
 }
 
 /// Host-side randomness for one batch, turned into tensors.

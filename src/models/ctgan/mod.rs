@@ -12,6 +12,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 use crate::config::CtganConfig;
+use crate::models::host::{HostLayer, HostNet, Wiring};
 use crate::models::spans::Segments;
 
 /// Linear -> BatchNorm -> ReLU, concatenated with the block's input.
@@ -69,6 +70,18 @@ impl Generator {
             h = b.forward(h, cond);
         }
         linear_with_cond(&self.out, h, cond)
+    }
+
+    /// This generator in eval mode on the host (BatchNorm on its running statistics), for
+    /// sampling on the CPU; `embedding_dim` is the width of z.
+    pub fn to_host(&self, embedding_dim: usize) -> HostNet {
+        let mut layers: Vec<HostLayer> = self
+            .blocks
+            .iter()
+            .map(|b| HostLayer::linear(&b.fc).then_batch_norm(&b.bn).then_relu())
+            .collect();
+        layers.push(HostLayer::linear(&self.out));
+        HostNet::new(embedding_dim, Wiring::Residual, layers)
     }
 }
 
@@ -263,6 +276,19 @@ impl Ctgan {
 
 /// Build a CTGAN for rows of width `data_dim` and conditional vectors of width `cond_dim`.
 pub fn init(config: &CtganConfig, data_dim: usize, cond_dim: usize, device: &Device) -> Ctgan {
+    let model = uninitialized(config, data_dim, cond_dim, device);
+    model.visit(&mut Materialize);
+    model
+}
+
+/// The model with its parameters not yet drawn (Burn draws them on first use), to load
+/// weights into: loading replaces them, so drawing them first would be wasted work.
+pub fn uninitialized(
+    config: &CtganConfig,
+    data_dim: usize,
+    cond_dim: usize,
+    device: &Device,
+) -> Ctgan {
     let mut blocks = Vec::new();
     let mut d = config.embedding_dim + cond_dim;
     for &h in &config.generator_dims {
@@ -289,9 +315,7 @@ pub fn init(config: &CtganConfig, data_dim: usize, cond_dim: usize, device: &Dev
         pac: config.pac,
         slope: 0.2,
     };
-    let model = Ctgan { generator, critic };
-    model.visit(&mut Materialize);
-    model
+    Ctgan { generator, critic }
 }
 
 /// Initializes every parameter now. Burn initializes parameters lazily and shares that state
@@ -728,6 +752,48 @@ mod tests {
             looked_up,
             forward_on_one_hot(&valid, z.clone(), t2(one_hot, [5, cond_dim], &z.device())),
         );
+    }
+
+    #[test]
+    fn host_forward_equals_the_eval_mode_generator() {
+        let ad = Device::flex().autodiff();
+        let config = CtganConfig {
+            embedding_dim: 6,
+            generator_dims: vec![5, 4],
+            ..CtganConfig::default()
+        };
+        // More rows than one host block, the last block partial.
+        let rows = 600;
+        for cond_dim in [4, 0] {
+            let mut generator = init(&config, 7, cond_dim, &ad).generator;
+            for block in &mut generator.blocks {
+                block.bn.gamma = block.bn.gamma.clone().map(|g| g.mul_scalar(1.7));
+                block.bn.beta = block.bn.beta.clone().map(|b| b.add_scalar(0.3));
+            }
+            let picks: Vec<i32> = (0..rows).map(|r| (r * 7 % 4) as i32).collect();
+            let cond = (cond_dim > 0).then_some(picks);
+            // Training-mode passes move BatchNorm's running statistics away from 0 and 1.
+            for seed in 0..3 {
+                let z: Vec<f32> = values(seed, 50 * 6).iter().map(|v| 2.0 * v + 0.5).collect();
+                let c = cond.as_ref().map(|c| index(c[..50].to_vec(), &ad));
+                let _ = generator.forward(t2(z, [50, 6], &ad), c.as_ref());
+            }
+            let valid = generator.valid();
+            let mean: Vec<f32> = valid.blocks[1]
+                .bn
+                .running_mean
+                .value()
+                .into_data()
+                .try_into_vec()
+                .unwrap();
+            assert!(mean.iter().all(|m| m.abs() > 1e-3), "{mean:?}");
+            let d = Device::flex();
+            let z = values(11, rows * 6);
+            let c = cond.as_ref().map(|c| index(c.clone(), &d));
+            let burn = valid.forward(t2(z.clone(), [rows, 6], &d), c.as_ref());
+            let host = valid.to_host(6).forward(&z, cond.as_deref());
+            assert_close(t2(host, [rows, 7], &d), burn, 1e-5);
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::TvaeConfig;
 use crate::data::layout::Layout;
+use crate::models::host::{HostLayer, HostNet, Wiring};
 use crate::models::spans::Segments;
 
 /// `sigma` starts here and is clamped to [SIGMA_MIN, SIGMA_MAX] after every step.
@@ -81,6 +82,17 @@ impl Decoder {
             h = self.relu.forward(layer.forward(h));
         }
         self.out.forward(h)
+    }
+
+    /// This decoder on the host, for sampling on the CPU; `embedding_dim` is the width of z.
+    pub fn to_host(&self, embedding_dim: usize) -> HostNet {
+        let mut layers: Vec<HostLayer> = self
+            .hidden
+            .iter()
+            .map(|l| HostLayer::linear(l).then_relu())
+            .collect();
+        layers.push(HostLayer::linear(&self.out));
+        HostNet::new(embedding_dim, Wiring::Sequential, layers)
     }
 
     /// Clamp sigma to [SIGMA_MIN, SIGMA_MAX], keeping it a trainable leaf.
@@ -312,6 +324,29 @@ mod tests {
             .try_into_vec::<f32>()
             .unwrap();
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn host_forward_equals_the_decoder() {
+        let d = Device::flex();
+        let config = TvaeConfig {
+            embedding_dim: 6,
+            decompress_dims: vec![5, 4],
+            ..TvaeConfig::default()
+        };
+        let decoder = init(&config, 7, &d).decoder;
+        // More rows than one host block, the last block partial.
+        let rows = 600;
+        let z: Vec<f32> = (0..rows * 6)
+            .map(|i| (i as f32 * 0.7548).sin() * 2.0)
+            .collect();
+        let burn = decoder.forward(t2(z.clone(), [rows, 6], &d));
+        let host = decoder.to_host(6).forward(&z, None);
+        let burn: Vec<f32> = burn.into_data().try_into_vec().unwrap();
+        assert_eq!(host.len(), burn.len());
+        for (h, b) in host.iter().zip(&burn) {
+            assert!((h - b).abs() < 1e-5 * (1.0 + b.abs()), "{h} vs {b}");
+        }
     }
 
     #[test]

@@ -1,0 +1,256 @@
+//! The table generators' eval-mode forward pass on the host, for sampling on the CPU.
+//!
+//! Sampling needs no autodiff and runs a few layers over many rows. As Burn ops each layer is a
+//! product over all rows followed by one pass per element-wise op (bias, BatchNorm, ReLU) and,
+//! for CTGAN, a concatenation that copies every earlier activation again. Here:
+//! - BatchNorm (eval mode: running statistics) is folded into the Linear before it;
+//! - every activation lives in one buffer, the newest output left of the older ones, so a
+//!   residual layer's input (its block's output, then the block's input) is a run of columns
+//!   read in place: no concatenation;
+//! - each output starts as its bias plus the conditional vector's weight row, and the product
+//!   accumulates onto it;
+//! - blocks of rows run the whole network in parallel, one thread each: products of a few
+//!   hundred rows scale better across cores that way than one product split by `gemm`.
+
+use burn::nn::{BatchNorm, Linear};
+use burn::tensor::Tensor;
+use rayon::prelude::*;
+
+/// Rows per block: each block's activations (about 600 floats a row for CTGAN) stay in cache.
+const ROWS_PER_BLOCK: usize = 256;
+
+/// One layer: `y = x W + b` (plus the conditional vector's row of `W`), then ReLU if set.
+#[derive(Debug, Clone)]
+pub struct HostLayer {
+    /// [inputs, outputs], row-major: one row per input column read, then (CTGAN) one row per
+    /// conditional-vector position.
+    weight: Vec<f32>,
+    /// [outputs]
+    bias: Vec<f32>,
+    outputs: usize,
+    relu: bool,
+}
+
+fn values(t: Tensor<1>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().expect("f32 parameters")
+}
+
+impl HostLayer {
+    /// A copy of a Burn `Linear` (its weight is already [inputs, outputs]).
+    pub fn linear(linear: &Linear) -> Self {
+        let [_, outputs] = linear.weight.dims();
+        let weight = linear
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 weights");
+        let bias = linear
+            .bias
+            .as_ref()
+            .map_or_else(|| vec![0.0; outputs], |b| values(b.val()));
+        HostLayer {
+            weight,
+            bias,
+            outputs,
+            relu: false,
+        }
+    }
+
+    /// Folds an eval-mode BatchNorm after this layer into its weights:
+    /// `(y - mean) / sqrt(var + eps) * gamma + beta` is `y * s + (beta - mean * s)` with
+    /// `s = gamma / sqrt(var + eps)`, per output.
+    pub fn then_batch_norm(mut self, bn: &BatchNorm) -> Self {
+        let gamma = values(bn.gamma.val());
+        let beta = values(bn.beta.val());
+        let mean = values(bn.running_mean.value());
+        let var = values(bn.running_var.value());
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(&var)
+            .map(|(g, v)| g / (v + bn.epsilon as f32).sqrt())
+            .collect();
+        for row in self.weight.chunks_exact_mut(self.outputs) {
+            for (w, s) in row.iter_mut().zip(&scale) {
+                *w *= s;
+            }
+        }
+        for (j, b) in self.bias.iter_mut().enumerate() {
+            *b = (*b - mean[j]) * scale[j] + beta[j];
+        }
+        self
+    }
+
+    /// ReLU after this layer.
+    pub fn then_relu(mut self) -> Self {
+        self.relu = true;
+        self
+    }
+
+    fn rows(&self) -> usize {
+        self.weight.len() / self.outputs
+    }
+}
+
+/// How each layer's input is wired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wiring {
+    /// The previous layer's output (TVAE's decoder).
+    Sequential,
+    /// The previous layer's output, then that layer's input (CTGAN's residual blocks).
+    Residual,
+}
+
+/// Buffer columns of one layer: its input run, and where its output goes (`None`: the
+/// network's output).
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    input: (usize, usize),
+    output: Option<usize>,
+}
+
+/// A stack of [`HostLayer`]s over an input `input` wide.
+#[derive(Debug, Clone)]
+pub struct HostNet {
+    layers: Vec<HostLayer>,
+    columns: Vec<Columns>,
+    /// Buffer width: every hidden output, newest first, then the input.
+    width: usize,
+    input: usize,
+}
+
+impl HostNet {
+    /// Panics without layers, or if a layer's weight rows are fewer than its input's columns.
+    pub fn new(input: usize, wiring: Wiring, layers: Vec<HostLayer>) -> Self {
+        assert!(!layers.is_empty(), "a network has at least one layer");
+        let hidden: usize = layers.iter().rev().skip(1).map(|l| l.outputs).sum();
+        let width = hidden + input;
+        let mut columns = Vec::with_capacity(layers.len());
+        // The latest output's first column and width; the input comes first.
+        let (mut start, mut len) = (hidden, input);
+        for (i, layer) in layers.iter().enumerate() {
+            let read = match wiring {
+                Wiring::Sequential => (start, len),
+                Wiring::Residual => (start, width - start),
+            };
+            assert!(
+                layer.rows() >= read.1,
+                "layer {i} has {} weight rows for {} inputs",
+                layer.rows(),
+                read.1
+            );
+            let output = (i + 1 < layers.len()).then(|| start - layer.outputs);
+            columns.push(Columns {
+                input: read,
+                output,
+            });
+            if let Some(o) = output {
+                (start, len) = (o, layer.outputs);
+            }
+        }
+        HostNet {
+            layers,
+            columns,
+            width,
+            input,
+        }
+    }
+
+    /// Width of the output.
+    pub fn outputs(&self) -> usize {
+        self.layers.last().map_or(self.input, |l| l.outputs)
+    }
+
+    /// `z`: [rows, input]; `cond`: per row, the position of the 1 in its one-hot conditional
+    /// vector (its weight rows follow the input's in every layer) -> [rows, outputs].
+    pub fn forward(&self, z: &[f32], cond: Option<&[i32]>) -> Vec<f32> {
+        let rows = z.len() / self.input;
+        assert_eq!(z.len(), rows * self.input, "z is [rows, input]");
+        if let Some(c) = cond {
+            assert_eq!(c.len(), rows, "one conditional position per row");
+        }
+        let out_w = self.outputs();
+        let mut out = vec![0.0f32; rows * out_w];
+        out.par_chunks_mut(ROWS_PER_BLOCK * out_w)
+            .enumerate()
+            .for_each(|(block, out)| {
+                let r0 = block * ROWS_PER_BLOCK;
+                let n = out.len() / out_w;
+                let cond = cond.map(|c| &c[r0..r0 + n]);
+                self.forward_block(&z[r0 * self.input..(r0 + n) * self.input], cond, out);
+            });
+        out
+    }
+
+    fn forward_block(&self, z: &[f32], cond: Option<&[i32]>, out: &mut [f32]) {
+        let n = z.len() / self.input;
+        let w = self.width;
+        let mut buf = vec![0.0f32; n * w];
+        for (row, zr) in buf.chunks_exact_mut(w).zip(z.chunks_exact(self.input)) {
+            row[w - self.input..].copy_from_slice(zr);
+        }
+        for (layer, cols) in self.layers.iter().zip(&self.columns) {
+            let o = layer.outputs;
+            let (in_start, k) = cols.input;
+            // The output rows: `dst[r * stride + offset ..][..o]`.
+            let (dst, stride, offset): (&mut [f32], usize, usize) = match cols.output {
+                Some(start) => (&mut buf[..], w, start),
+                None => (&mut *out, o, 0),
+            };
+            for r in 0..n {
+                let y = &mut dst[r * stride + offset..r * stride + offset + o];
+                y.copy_from_slice(&layer.bias);
+                if let Some(c) = cond {
+                    let row = cols.input.1 + c[r] as usize;
+                    for (v, wv) in y.iter_mut().zip(&layer.weight[row * o..(row + 1) * o]) {
+                        *v += wv;
+                    }
+                }
+            }
+            // SAFETY: `base` points at `buf`, which holds `n` rows of `w` floats; the input
+            // columns `in_start..in_start + k` of each row lie inside it (`new`'s layout). The
+            // output rows lie inside `dst` (sliced above). Input and output never overlap:
+            // outputs are written left of every column a layer reads, or into `out`. `gemm`
+            // reads lhs and rhs and writes dst, with the strides given, for n x o x k.
+            unsafe {
+                let base = buf.as_mut_ptr();
+                let dst_ptr = match cols.output {
+                    Some(_) => base.add(offset),
+                    None => out.as_mut_ptr(),
+                };
+                gemm::gemm(
+                    n,
+                    o,
+                    k,
+                    dst_ptr,
+                    1,
+                    stride as isize,
+                    true,
+                    base.add(in_start).cast_const(),
+                    1,
+                    w as isize,
+                    layer.weight.as_ptr(),
+                    1,
+                    o as isize,
+                    1.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            if layer.relu {
+                let dst: &mut [f32] = match cols.output {
+                    Some(_) => &mut buf[..],
+                    None => &mut *out,
+                };
+                for r in 0..n {
+                    for v in &mut dst[r * stride + offset..r * stride + offset + o] {
+                        *v = v.max(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
