@@ -158,7 +158,7 @@ impl HostNet {
 
     /// Width of the output.
     pub fn outputs(&self) -> usize {
-        self.layers.last().map_or(self.input, |l| l.outputs)
+        self.layers[self.layers.len() - 1].outputs
     }
 
     /// `z`: [rows, input]; `cond`: per row, the position of the 1 in its one-hot conditional
@@ -168,6 +168,17 @@ impl HostNet {
         assert_eq!(z.len(), rows * self.input, "z is [rows, input]");
         if let Some(c) = cond {
             assert_eq!(c.len(), rows, "one conditional position per row");
+            let positions = self
+                .layers
+                .iter()
+                .zip(&self.columns)
+                .map(|(l, cols)| l.rows() - cols.input.1)
+                .min()
+                .unwrap_or(0);
+            assert!(
+                c.iter().all(|&p| p >= 0 && (p as usize) < positions),
+                "conditional positions lie in 0..{positions}"
+            );
         }
         let out_w = self.outputs();
         let mut out = vec![0.0f32; rows * out_w];
