@@ -23,19 +23,27 @@ pub struct Posterior {
     pub mu: Tensor<2>,
     /// [batch, embedding_dim]
     pub logvar: Tensor<2>,
+    /// exp(logvar / 2), computed once for the sample and the KL term.
+    std: Tensor<2>,
 }
 
 impl Posterior {
-    /// Reparameterized sample z = mu + eps * exp(logvar / 2); eps: [batch, embedding_dim].
-    pub fn sample(&self, eps: Tensor<2>) -> Tensor<2> {
-        self.mu.clone() + eps * self.logvar.clone().mul_scalar(0.5).exp()
+    pub fn new(mu: Tensor<2>, logvar: Tensor<2>) -> Self {
+        let std = logvar.clone().mul_scalar(0.5).exp();
+        Posterior { mu, logvar, std }
     }
 
-    /// KL(q || N(0, I)) summed over the batch: -1/2 sum(1 + logvar - mu^2 - exp(logvar)).
+    /// Reparameterized sample z = mu + eps * exp(logvar / 2); eps: [batch, embedding_dim].
+    pub fn sample(&self, eps: Tensor<2>) -> Tensor<2> {
+        self.mu.clone() + eps * self.std.clone()
+    }
+
+    /// KL(q || N(0, I)) summed over the batch: -1/2 sum(1 + logvar - mu^2 - exp(logvar)),
+    /// with exp(logvar) as the square of the standard deviation (one exponential fewer).
     pub fn kl(&self) -> Tensor<1> {
         (self.logvar.clone().add_scalar(1.0)
             - self.mu.clone().powf_scalar(2.0)
-            - self.logvar.clone().exp())
+            - self.std.clone().powf_scalar(2.0))
         .sum()
         .mul_scalar(-0.5)
     }
@@ -57,10 +65,7 @@ impl Encoder {
         for layer in &self.hidden {
             h = self.relu.forward(layer.forward(h));
         }
-        Posterior {
-            mu: self.mu.forward(h.clone()),
-            logvar: self.logvar.forward(h),
-        }
+        Posterior::new(self.mu.forward(h.clone()), self.logvar.forward(h))
     }
 }
 
@@ -255,10 +260,10 @@ mod tests {
             &d,
         );
         let sigma = Tensor::<1>::from_floats([0.1, 0.5, 0.5, 0.5, 0.5, 0.5], &d);
-        let posterior = Posterior {
-            mu: t2(vec![0.5, -1.0, 0.0, 0.2], [2, 2], &d),
-            logvar: t2(vec![0.0, 0.1, -0.3, 0.0], [2, 2], &d),
-        };
+        let posterior = Posterior::new(
+            t2(vec![0.5, -1.0, 0.0, 0.2], [2, 2], &d),
+            t2(vec![0.0, 0.1, -0.3, 0.0], [2, 2], &d),
+        );
         let l = loss(
             x,
             recon,
