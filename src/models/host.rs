@@ -31,20 +31,16 @@ pub struct HostLayer {
     relu: bool,
 }
 
-fn values(t: Tensor<1>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().expect("f32 parameters")
+/// A float tensor's values, row-major (one read from the device).
+pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().expect("f32 values")
 }
 
 impl HostLayer {
     /// A copy of a Burn `Linear` (its weight is already [inputs, outputs]).
     pub fn linear(linear: &Linear) -> Self {
         let [_, outputs] = linear.weight.dims();
-        let weight = linear
-            .weight
-            .val()
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("f32 weights");
+        let weight = values(linear.weight.val());
         let bias = linear
             .bias
             .as_ref()

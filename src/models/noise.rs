@@ -12,18 +12,30 @@ use rayon::prelude::*;
 /// changes what a seed draws.)
 const CHUNK: usize = 1 << 15;
 
-/// `n` values, each chunk filled by `draw` from its own generator.
-fn chunked(n: usize, rng: &mut StdRng, draw: impl Fn(&mut SmallRng) -> f32 + Sync) -> Vec<f32> {
-    let seeds: Vec<u64> = (0..n.div_ceil(CHUNK)).map(|_| rng.random()).collect();
-    let mut out = vec![0.0f32; n];
-    out.par_chunks_mut(CHUNK)
+/// Fills `out` in parallel chunks of `chunk` values, each by `fill` with its own generator,
+/// seeded from `rng` (one seed per chunk, drawn in order).
+fn seeded_chunks(
+    out: &mut [f32],
+    chunk: usize,
+    rng: &mut StdRng,
+    fill: impl Fn(&mut [f32], &mut SmallRng) + Sync,
+) {
+    let seeds: Vec<u64> = (0..out.len().div_ceil(chunk))
+        .map(|_| rng.random())
+        .collect();
+    out.par_chunks_mut(chunk)
         .zip(seeds)
-        .for_each(|(chunk, seed)| {
-            let mut r = SmallRng::seed_from_u64(seed);
-            for v in chunk {
-                *v = draw(&mut r);
-            }
-        });
+        .for_each(|(c, seed)| fill(c, &mut SmallRng::seed_from_u64(seed)));
+}
+
+/// `n` values, each drawn by `draw`.
+fn chunked(n: usize, rng: &mut StdRng, draw: impl Fn(&mut SmallRng) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; n];
+    seeded_chunks(&mut out, CHUNK, rng, |chunk, r| {
+        for v in chunk {
+            *v = draw(r);
+        }
+    });
     out
 }
 
@@ -55,39 +67,31 @@ const ROWS_PER_CHUNK: usize = 1024;
 /// This is the distribution of the argmax of Gumbel-perturbed logits (the Gumbel-max trick),
 /// drawn with one uniform and one exponential per position instead of two logarithms.
 pub fn one_hot_draws(block: &mut [f32], width: usize, spans: &[(usize, usize)], rng: &mut StdRng) {
-    let rows = block.len() / width;
-    let seeds: Vec<u64> = (0..rows.div_ceil(ROWS_PER_CHUNK))
-        .map(|_| rng.random())
-        .collect();
-    block
-        .par_chunks_mut(ROWS_PER_CHUNK * width)
-        .zip(seeds)
-        .for_each(|(chunk, seed)| {
-            let mut r = SmallRng::seed_from_u64(seed);
-            for row in chunk.chunks_exact_mut(width) {
-                for &(start, w) in spans {
-                    let logits = &mut row[start..start + w];
-                    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut total = 0.0f32;
-                    for l in logits.iter_mut() {
-                        *l = (*l - max).exp();
-                        total += *l;
-                    }
-                    let mut left = r.random::<f32>() * total;
-                    // The last category also takes what rounding leaves over.
-                    let mut pick = w - 1;
-                    for (k, &p) in logits.iter().enumerate() {
-                        if left < p {
-                            pick = k;
-                            break;
-                        }
-                        left -= p;
-                    }
-                    logits.fill(0.0);
-                    logits[pick] = 1.0;
+    seeded_chunks(block, ROWS_PER_CHUNK * width, rng, |chunk, r| {
+        for row in chunk.chunks_exact_mut(width) {
+            for &(start, w) in spans {
+                let logits = &mut row[start..start + w];
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut total = 0.0f32;
+                for l in logits.iter_mut() {
+                    *l = (*l - max).exp();
+                    total += *l;
                 }
+                let mut left = r.random::<f32>() * total;
+                // The last category also takes what rounding leaves over.
+                let mut pick = w - 1;
+                for (k, &p) in logits.iter().enumerate() {
+                    if left < p {
+                        pick = k;
+                        break;
+                    }
+                    left -= p;
+                }
+                logits.fill(0.0);
+                logits[pick] = 1.0;
             }
-        });
+        }
+    });
 }
 
 #[cfg(test)]

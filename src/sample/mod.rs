@@ -27,7 +27,7 @@ use crate::data::{DataTransformer, Table};
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::models::ctgan::Ctgan;
-use crate::models::host::HostNet;
+use crate::models::host::{HostNet, values};
 use crate::models::noise;
 use crate::models::tvae::Tvae;
 use crate::run::manifest::read_verified;
@@ -126,13 +126,7 @@ impl Sampler {
         Ok(match &config.model {
             ModelConfig::Tvae(m) => {
                 let model = crate::train::tvae::load(m, width, weights, device, run)?.valid();
-                let sigma = model
-                    .decoder
-                    .sigma
-                    .val()
-                    .into_data()
-                    .try_into_vec::<f32>()
-                    .expect("f32 sigma");
+                let sigma = values(model.decoder.sigma.val());
                 Sampler::Tvae {
                     host: on_host.then(|| model.decoder.to_host(m.embedding_dim)),
                     model,
@@ -242,10 +236,6 @@ impl Sampler {
             }
         }
     }
-}
-
-fn values(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().expect("f32 output")
 }
 
 /// Draw `n` encoded rows satisfying every condition, in batches of `batch`.
