@@ -334,9 +334,7 @@ pub struct TrainConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     pub device: DeviceChoice,
-    /// Threads for the training loop's CPU work. Absent: one for TVAE, whose batches of small
-    /// products lose more to handing work between threads than a second thread gains; all
-    /// cores for CTGAN and DDPM.
+    /// Threads for the training loop's CPU work. Absent: all cores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
 }

@@ -261,3 +261,132 @@ impl HostNet {
         }
     }
 }
+
+/// A read-only matrix operand: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// `data` as a row-major [rows, cols] matrix.
+    pub(crate) fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "a [{rows}, {cols}] matrix");
+        Mat {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose, as a view (nothing is copied).
+    pub(crate) fn t(self) -> Self {
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Rows `start..start + rows` as a view.
+    fn rows_from(self, start: usize, rows: usize) -> Self {
+        assert!(start + rows <= self.rows);
+        Mat {
+            data: &self.data[start * self.rs..],
+            rows,
+            ..self
+        }
+    }
+
+    /// Every element lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// Products smaller than this many multiply-adds run on one thread.
+const PARALLEL_MIN: usize = 1 << 16;
+
+/// `dst = a b`, or `dst += a b` when `accumulate`; `dst` is row-major [a.rows, b.cols].
+/// Blocks of `dst`'s rows run in parallel, one single-threaded `gemm` call each (at a few
+/// hundred rows this scales across cores where `gemm`'s own split does not).
+pub(crate) fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "inner dimensions agree");
+    assert_eq!(dst.len(), m * n, "dst is [{m}, {n}]");
+    assert!(
+        a.in_bounds() && b.in_bounds(),
+        "operands lie inside their data"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let block = if m * n * k < PARALLEL_MIN || threads == 1 {
+        m
+    } else {
+        m.div_ceil(threads)
+    };
+    let run = |dst: &mut [f32], a: Mat<'_>| {
+        let rows = dst.len() / n;
+        // SAFETY: `dst` holds `rows` rows of `n` floats, written with row stride `n`; `a` and
+        // `b` were checked to lie inside their slices for every (i, p) and (p, j) read, and
+        // `a` is a view of `rows` rows. `dst` is a unique borrow, so it overlaps neither.
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                accumulate,
+                a.data.as_ptr(),
+                a.cs as isize,
+                a.rs as isize,
+                b.data.as_ptr(),
+                b.cs as isize,
+                b.rs as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    };
+    if block == m {
+        run(dst, a);
+    } else {
+        dst.par_chunks_mut(block * n)
+            .enumerate()
+            .for_each(|(i, d)| run(d, a.rows_from(i * block, d.len() / n)));
+    }
+}
+
+/// Column sums of a row-major [rows, cols] matrix, into `out` ([cols]).
+pub(crate) fn column_sums(out: &mut [f32], x: &[f32]) {
+    out.fill(0.0);
+    for row in x.chunks_exact(out.len()) {
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}

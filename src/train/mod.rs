@@ -3,6 +3,7 @@
 
 pub mod ctgan;
 pub mod ddpm;
+pub mod host;
 pub mod metrics;
 pub mod tvae;
 
@@ -389,6 +390,11 @@ pub fn load_optimizer(
         })
 }
 
+/// Checkpoints are written every `checkpoint_every` epochs and after the last.
+fn checkpoint_due(epoch: usize, train: &crate::config::TrainConfig) -> bool {
+    epoch.is_multiple_of(train.checkpoint_every) || epoch == train.epochs
+}
+
 /// Weights and optimizer state of the checkpoint a resumed run continues from.
 pub struct ResumeState {
     pub epoch: usize,
@@ -450,7 +456,7 @@ impl Session {
         weights: std::result::Result<burn::tensor::Bytes, burn::store::RecordError>,
         optim: &burn::optim::ModuleOptimizer,
     ) -> Result<()> {
-        if !epoch.is_multiple_of(train.checkpoint_every) && epoch != train.epochs {
+        if !checkpoint_due(epoch, train) {
             return Ok(());
         }
         let err = |e: burn::store::RecordError| Error::Write {
@@ -459,6 +465,25 @@ impl Session {
         };
         let weights = weights.map_err(err)?;
         let optim = optim.into_bytes().map_err(err)?;
+        self.checkpoint(epoch, &weights, &optim)
+    }
+
+    /// [`Session::checkpoint_if_due`] for a model trained on the host.
+    pub fn checkpoint_host_if_due(
+        &mut self,
+        epoch: usize,
+        train: &crate::config::TrainConfig,
+        params: &host::HostParams,
+    ) -> Result<()> {
+        if !checkpoint_due(epoch, train) {
+            return Ok(());
+        }
+        let err = |e: String| Error::Write {
+            path: self.run.path.clone(),
+            source: std::io::Error::other(e),
+        };
+        let weights = params.to_record().map_err(err)?;
+        let optim = params.optimizer_record().map_err(err)?;
         self.checkpoint(epoch, &weights, &optim)
     }
 
@@ -525,10 +550,7 @@ fn fit(
     resume: Option<ResumeState>,
 ) -> Result<PathBuf> {
     let t = &config.train;
-    let threads = t.threads.or(match config.model {
-        ModelConfig::Tvae(_) => Some(1),
-        ModelConfig::Ctgan(_) | ModelConfig::Ddpm(_) => None,
-    });
+    let threads = t.threads;
     let run = || -> Result<()> {
         match (&config.model, data) {
             (ModelConfig::Tvae(m), Data::Table(p)) => {

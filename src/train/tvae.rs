@@ -13,9 +13,11 @@ use rand::seq::SliceRandom;
 
 use crate::config::{TrainConfig, TvaeConfig};
 use crate::data::transformer::mix_seed;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::models::noise;
+use crate::models::tvae::host::HostTvae;
 use crate::models::tvae::{self, Tvae};
+use crate::train::host::{Adam, HostParams};
 use crate::train::{Prepared, ResumeState, Session};
 
 /// Columns of metrics.csv besides epoch and seconds.
@@ -46,6 +48,8 @@ pub fn load(
     super::load_weights(tvae::init(m, width, device), bytes, run)
 }
 
+/// Train on `device`: on the CPU (flex) through [`tvae::host`], elsewhere through Burn's
+/// autodiff. Both draw the same shuffles and noise and write the same checkpoints.
 pub fn fit(
     m: &TvaeConfig,
     train: &TrainConfig,
@@ -54,6 +58,9 @@ pub fn fit(
     session: &mut Session,
     resume: Option<ResumeState>,
 ) -> Result<()> {
+    if *device == Device::flex() {
+        return fit_host(m, train, prepared, device, session, resume);
+    }
     let seed = train.seed.expect("resolved seed");
     let layout = prepared.transformer.layout();
     let width = layout.width();
@@ -129,6 +136,90 @@ pub fn fit(
             model.clone().into_record().into_bytes(),
             &optim,
         )?;
+    }
+    Ok(())
+}
+
+/// The host optimizer of the reference TVAE (as [`optimizer`]).
+fn host_adam(m: &TvaeConfig) -> Adam {
+    Adam {
+        learning_rate: m.learning_rate as f32,
+        beta_1: 0.9,
+        beta_2: 0.999,
+        epsilon: m.epsilon as f32,
+        weight_decay: m.weight_decay as f32,
+    }
+}
+
+/// [`fit`] on the host: the same batches, noise, losses and checkpoints, with the step of
+/// [`tvae::host`] and Adam on host memory.
+fn fit_host(
+    m: &TvaeConfig,
+    train: &TrainConfig,
+    prepared: &Prepared,
+    device: &Device,
+    session: &mut Session,
+    resume: Option<ResumeState>,
+) -> Result<()> {
+    let seed = train.seed.expect("resolved seed");
+    let layout = prepared.transformer.layout();
+    let width = layout.width();
+    let n = prepared.rows;
+    let run = session.run.path.clone();
+    let bad = |what: &str, e: String| Error::BadRun {
+        path: run.clone(),
+        message: format!("the {what} cannot be loaded: {e}"),
+    };
+    // Weights start as Burn initializes them (the same draws as Burn's path).
+    let ad = device.clone().autodiff();
+    ad.seed(mix_seed(seed, INIT_STREAM));
+    let (record, optimizer, start) = match resume {
+        Some(state) => {
+            // Checked against the model's shapes before training on them.
+            load(m, width, state.weights.clone(), device, &run)?;
+            (state.weights, Some(state.optimizer), state.epoch)
+        }
+        None => {
+            let bytes = tvae::init(m, width, &ad)
+                .into_record()
+                .into_bytes()
+                .map_err(|e| bad("initial weights", e.to_string()))?;
+            (bytes.to_vec(), None, 0)
+        }
+    };
+    let mut params = HostParams::from_record(record).map_err(|e| bad("weights", e))?;
+    if let Some(bytes) = optimizer {
+        params
+            .load_optimizer(bytes)
+            .map_err(|e| bad("optimizer state", e))?;
+    }
+    let net = HostTvae::new(&params, m, &layout);
+    let adam = host_adam(m);
+
+    let batch = train.batch_size.min(n);
+    let emb = m.embedding_dim;
+    let mut order: Vec<usize> = (0..n).collect();
+    for epoch in start + 1..=train.epochs {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(mix_seed(seed, EPOCH_STREAM + epoch as u64));
+        order.sort_unstable();
+        order.shuffle(&mut rng);
+        let mut sums = [0.0f64; 3];
+        for chunk in order.chunks(batch) {
+            let b = chunk.len();
+            let rows = prepared.gather(chunk.iter().copied());
+            let eps = noise::standard_normals(b * emb, &mut rng);
+            let l = net.gradients(&mut params, &rows, &eps);
+            sums[0] += l.total * b as f64;
+            sums[1] += l.reconstruction;
+            sums[2] += l.kl;
+            params.adam_step(&adam);
+            net.clamp_sigma(&mut params);
+        }
+        let losses: Vec<f64> = sums.iter().map(|&v| v / n as f64).collect();
+        session.check_finite(epoch, LOSSES, &losses)?;
+        session.epoch_done(epoch, &losses, t0.elapsed().as_secs_f64())?;
+        session.checkpoint_host_if_due(epoch, train, &params)?;
     }
     Ok(())
 }

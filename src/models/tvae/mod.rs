@@ -2,6 +2,8 @@
 //! reference TVAE): an MLP variational autoencoder over the encoded rows, with a learned
 //! per-position output scale `sigma` for the tanh spans.
 
+pub mod host;
+
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::tensor::{Device, Int, Tensor, TensorData};
