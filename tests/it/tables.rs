@@ -115,17 +115,29 @@ fn the_run_holds_no_training_row() {
     let Values::Int(fnlwgt) = &adult().column("fnlwgt").unwrap().values.clone() else {
         panic!()
     };
-    let text: String = [
-        "manifest.json",
-        "config.toml",
-        "transformer.json",
-        "metrics.csv",
-    ]
-    .iter()
-    .map(|name| std::fs::read_to_string(f.run.join(name)).unwrap())
-    .collect();
-    let tokens: HashSet<&str> = text
-        .split(|c: char| !c.is_ascii_digit())
+    let text: String = ["manifest.json", "config.toml", "transformer.json"]
+        .iter()
+        .map(|name| std::fs::read_to_string(f.run.join(name)).unwrap())
+        .collect();
+    // Digit runs inside SHA-256 digests (64 hex characters) and the epochs' wall-clock seconds
+    // are not data, and would match an identifier by chance now and then.
+    let words: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !(w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit())))
+        .collect();
+    let metrics = std::fs::read_to_string(f.run.join("metrics.csv")).unwrap();
+    let losses: Vec<&str> = metrics
+        .lines()
+        .flat_map(|l| {
+            l.rsplit_once(',')
+                .map_or(l, |(front, _seconds)| front)
+                .split(',')
+        })
+        .collect();
+    let tokens: HashSet<&str> = words
+        .iter()
+        .chain(&losses)
+        .flat_map(|w| w.split(|c: char| !c.is_ascii_digit()))
         .filter(|t| !t.is_empty())
         .collect();
     let leaked: Vec<i64> = fnlwgt
