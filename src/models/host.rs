@@ -285,6 +285,22 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// Rows of `cols` values `rs` apart in `data` (columns of a wider row-major buffer).
+    pub(crate) fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize) -> Self {
+        let m = Mat {
+            data,
+            rows,
+            cols,
+            rs,
+            cs: 1,
+        };
+        assert!(
+            cols <= rs && m.in_bounds(),
+            "a [{rows}, {cols}] view with row stride {rs}"
+        );
+        m
+    }
+
     /// The transpose, as a view (nothing is copied).
     pub(crate) fn t(self) -> Self {
         Mat {

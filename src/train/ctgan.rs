@@ -14,10 +14,12 @@ use rand::{RngExt, SeedableRng};
 use crate::config::{CtganConfig, TrainConfig};
 use crate::data::sampler::{CondSampler, Pick};
 use crate::data::transformer::mix_seed;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::models::ctgan::host::{Entries, HostCtgan};
 use crate::models::ctgan::{self, Critic, Ctgan, SparseCond};
 use crate::models::noise;
 use crate::models::spans::Segments;
+use crate::train::host::{Adam, HostParams};
 use crate::train::{Prepared, ResumeState, Session};
 
 /// Columns of metrics.csv besides epoch and seconds.
@@ -83,6 +85,8 @@ impl Batch<'_> {
     }
 }
 
+/// Train on `device`: on the CPU (flex) through [`ctgan::host`], elsewhere through Burn's
+/// autodiff. Both draw the same noise and write the same checkpoints.
 pub fn fit(
     m: &CtganConfig,
     train: &TrainConfig,
@@ -91,6 +95,9 @@ pub fn fit(
     session: &mut Session,
     resume: Option<ResumeState>,
 ) -> Result<()> {
+    if *device == Device::flex() {
+        return fit_host(m, train, prepared, device, session, resume);
+    }
     let seed = train.seed.expect("resolved seed");
     let layout = prepared.transformer.layout();
     let width = layout.width();
@@ -274,6 +281,173 @@ pub fn fit(
         session.check_finite(epoch, LOSSES, &losses)?;
         session.epoch_done(epoch, &losses, t0.elapsed().as_secs_f64())?;
         session.checkpoint_if_due(epoch, train, model.to_bytes(), &optim)?;
+    }
+    Ok(())
+}
+
+/// The host optimizer of the reference CTGAN at learning rate `lr` (as [`optimizer`]).
+fn host_adam(m: &CtganConfig, lr: f64) -> Adam {
+    Adam {
+        learning_rate: lr as f32,
+        beta_1: m.beta_1 as f32,
+        beta_2: m.beta_2 as f32,
+        epsilon: m.epsilon as f32,
+        weight_decay: m.weight_decay as f32,
+    }
+}
+
+/// [`fit`] on the host: the same draws in the same order, losses and checkpoints, with the
+/// steps of [`ctgan::host`] and Adam on host memory.
+fn fit_host(
+    m: &CtganConfig,
+    train: &TrainConfig,
+    prepared: &Prepared,
+    device: &Device,
+    session: &mut Session,
+    resume: Option<ResumeState>,
+) -> Result<()> {
+    let seed = train.seed.expect("resolved seed");
+    let layout = prepared.transformer.layout();
+    let width = layout.width();
+    let n = prepared.rows;
+    let sampler = CondSampler::new(&prepared.transformer).with_rows(&prepared.encoded, n, width);
+    let cond_dim = sampler.cond_dim();
+    let run = session.run.path.clone();
+    let bad = |what: &str, e: String| Error::BadRun {
+        path: run.clone(),
+        message: format!("the {what} cannot be loaded: {e}"),
+    };
+    // Weights start as Burn initializes them (the same draws as Burn's path).
+    let ad = device.clone().autodiff();
+    ad.seed(mix_seed(seed, INIT_STREAM));
+    let (record, optimizer, start) = match resume {
+        Some(state) => {
+            // Checked against the model's shapes before training on them.
+            load(m, width, cond_dim, state.weights.clone(), device, &run)?;
+            (state.weights, Some(state.optimizer), state.epoch)
+        }
+        None => {
+            let bytes = ctgan::init(m, width, cond_dim, &ad)
+                .to_bytes()
+                .map_err(|e| bad("initial weights", e.to_string()))?;
+            (bytes.to_vec(), None, 0)
+        }
+    };
+    let mut params = HostParams::from_record(record).map_err(|e| bad("weights", e))?;
+    if let Some(bytes) = optimizer {
+        params
+            .load_optimizer(bytes)
+            .map_err(|e| bad("optimizer state", e))?;
+    }
+    let mut net = HostCtgan::new(&params, m, &layout, sampler.spans());
+    let critic_adam = host_adam(m, m.discriminator_lr);
+    let generator_adam = host_adam(m, m.generator_lr);
+    let critic_params = net.critic_params().to_vec();
+    let generator_params = net.generator_params().to_vec();
+    let hidden = m.discriminator_dims.clone();
+    let dropout = |groups: usize, rng: &mut StdRng| -> Vec<Vec<f32>> {
+        hidden
+            .iter()
+            .map(|&h| noise::dropout_mask(groups * h, m.dropout, rng))
+            .collect()
+    };
+
+    let batch = train.batch_size;
+    let pac = m.pac;
+    let groups = batch / pac;
+    let steps = (n / batch).max(1);
+    let emb = m.embedding_dim;
+    for epoch in start + 1..=train.epochs {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(mix_seed(seed, EPOCH_STREAM + epoch as u64));
+        let rng = &mut rng;
+        let mut sums = [0.0f64; 3];
+        for _ in 0..steps {
+            let mut critic_sums = [0.0f64; 2];
+            for _ in 0..m.discriminator_steps {
+                let z = noise::standard_normals(batch * emb, rng);
+                let (real_idx, cond) = if cond_dim > 0 {
+                    let picks = sampler.sample_train(batch, rng);
+                    let mut perm: Vec<usize> = (0..batch).collect();
+                    perm.shuffle(rng);
+                    let real_picks: Vec<Pick> = perm.iter().map(|&i| picks[i]).collect();
+                    let real_idx = sampler.real_rows(&real_picks, rng);
+                    (
+                        real_idx,
+                        Some((sampler.indices(&picks), sampler.indices(&real_picks))),
+                    )
+                } else {
+                    (sampler.uniform_rows(batch, rng), None)
+                };
+                let real = prepared.gather(real_idx.iter().map(|&i| i as usize));
+                let gumbel = noise::gumbels(batch * width, rng);
+                let fake_at = cond.as_ref().map(|(fake, _)| fake.as_slice());
+                let fake = net.fake_rows(&mut params, &z, fake_at, &gumbel);
+                let alpha: Vec<f32> = (0..groups)
+                    .flat_map(|_| std::iter::repeat_n(rng.random::<f32>(), pac))
+                    .collect();
+                // Real, fake and interpolated rows in one pass, with two conditional entries
+                // per row as on Burn's path (weight 0 entries are skipped).
+                let mut x = Vec::with_capacity(3 * batch * width);
+                x.extend_from_slice(&real);
+                x.extend_from_slice(&fake);
+                for (r, (a, b)) in real
+                    .chunks_exact(width)
+                    .zip(fake.chunks_exact(width))
+                    .enumerate()
+                {
+                    let t = alpha[r];
+                    x.extend(a.iter().zip(b).map(|(u, v)| u * t + v * (1.0 - t)));
+                }
+                let entries = cond.map(|(fake_at, real_at)| {
+                    let mut index = Vec::with_capacity(3 * batch * 2);
+                    let mut weight = Vec::with_capacity(3 * batch * 2);
+                    for &r in &real_at {
+                        index.extend([r, r]);
+                        weight.extend([1.0, 0.0]);
+                    }
+                    for &f in &fake_at {
+                        index.extend([f, f]);
+                        weight.extend([1.0, 0.0]);
+                    }
+                    for ((&r, &f), &a) in real_at.iter().zip(&fake_at).zip(&alpha) {
+                        index.extend([r, f]);
+                        weight.extend([a, 1.0 - a]);
+                    }
+                    (index, weight)
+                });
+                let masks = dropout(3 * groups, rng);
+                let l = net.critic_gradients(
+                    &mut params,
+                    &x,
+                    entries.as_ref().map(|(index, weight)| Entries {
+                        index,
+                        weight: Some(weight),
+                        k: 2,
+                    }),
+                    &masks,
+                );
+                critic_sums[0] += l.loss;
+                critic_sums[1] += l.penalty;
+                params.adam_step(&critic_adam, &critic_params);
+                net.repack(&params);
+            }
+
+            let z = noise::standard_normals(batch * emb, rng);
+            let cond = (cond_dim > 0).then(|| sampler.indices(&sampler.sample_train(batch, rng)));
+            let gumbel = noise::gumbels(batch * width, rng);
+            let masks = dropout(groups, rng);
+            let loss_g = net.generator_gradients(&mut params, &z, cond.as_deref(), &gumbel, &masks);
+            params.adam_step(&generator_adam, &generator_params);
+            let d = m.discriminator_steps as f64;
+            sums[0] += loss_g;
+            sums[1] += critic_sums[0] / d;
+            sums[2] += critic_sums[1] / d;
+        }
+        let losses: Vec<f64> = sums.iter().map(|&v| v / steps as f64).collect();
+        session.check_finite(epoch, LOSSES, &losses)?;
+        session.epoch_done(epoch, &losses, t0.elapsed().as_secs_f64())?;
+        session.checkpoint_host_if_due(epoch, train, &params)?;
     }
     Ok(())
 }

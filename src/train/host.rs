@@ -217,9 +217,22 @@ impl HostParams {
         Ok(writer.into_bytes().map_err(|e| e.to_string())?.to_vec())
     }
 
-    /// One Adam step of every parameter with its gradient in `grad`.
-    pub fn adam_step(&mut self, adam: &Adam) {
-        self.params.par_iter_mut().for_each(|p| p.adam_step(adam));
+    /// One Adam step of the parameters at positions `which`, with their gradients in `grad`.
+    pub fn adam_step(&mut self, adam: &Adam, which: &[usize]) {
+        let mut step = vec![false; self.params.len()];
+        for &i in which {
+            step[i] = true;
+        }
+        self.params
+            .par_iter_mut()
+            .zip(step)
+            .filter(|(_, s)| *s)
+            .for_each(|(p, _)| p.adam_step(adam));
+    }
+
+    /// Every position, for a model whose parameters all train with one optimizer.
+    pub fn all(&self) -> Vec<usize> {
+        (0..self.params.len()).collect()
     }
 }
 

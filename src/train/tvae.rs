@@ -195,6 +195,7 @@ fn fit_host(
     }
     let net = HostTvae::new(&params, m, &layout);
     let adam = host_adam(m);
+    let all = params.all();
 
     let batch = train.batch_size.min(n);
     let emb = m.embedding_dim;
@@ -213,7 +214,7 @@ fn fit_host(
             sums[0] += l.total * b as f64;
             sums[1] += l.reconstruction;
             sums[2] += l.kl;
-            params.adam_step(&adam);
+            params.adam_step(&adam, &all);
             net.clamp_sigma(&mut params);
         }
         let losses: Vec<f64> = sums.iter().map(|&v| v / n as f64).collect();

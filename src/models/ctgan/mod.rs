@@ -7,6 +7,8 @@
 //! as the forward pass ([`Critic::input_gradient`]); the penalty is built from those tensor ops
 //! and one ordinary backward differentiates it with respect to the weights.
 
+pub mod host;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
@@ -385,7 +387,7 @@ pub fn condition_loss(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::data::layout::Layout;
 
@@ -408,7 +410,7 @@ mod tests {
         Tensor::from_data(TensorData::new(v, [n]), d)
     }
 
-    fn values(seed: u32, n: usize) -> Vec<f32> {
+    pub(super) fn values(seed: u32, n: usize) -> Vec<f32> {
         // A fixed, irregular sequence in [-1, 1].
         (0..n)
             .map(|i| ((i as f32 + 1.0) * 0.7548 + seed as f32 * 0.5698).sin())
@@ -416,7 +418,7 @@ mod tests {
     }
 
     /// Replaces every float parameter by a fixed irregular sequence, one per parameter.
-    struct Fixed(u32);
+    pub(super) struct Fixed(pub(super) u32);
 
     impl burn::module::ModuleMapper for Fixed {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {

@@ -516,7 +516,8 @@ mod tests {
                     _ => grads.register(id, Tensor::<2>::from_data(data, &d)),
                 }
             }
-            params.adam_step(&adam);
+            let all = params.all();
+            params.adam_step(&adam, &all);
             optim.step(f64::from(adam.learning_rate), model, grads)
         };
         for t in 0..3 {
