@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the table path on Adult (median of repeated runs, std timing):
-//! encoder fit, encoder transform, one TVAE training step (batch 500), sampling 50,000 rows;
+//! encoder fit, encoder transform, one TVAE training step (batch 500) on the host (as `train`
+//! runs it on the CPU) and through Burn's autodiff on flex, sampling 50,000 rows;
 //! then CTGAN through the library's `train` and `sample`: seconds per training step (an epoch
 //! of Adult, 65 steps of 500 rows, divided by its steps) and sampling 50,000 rows to CSV.
 //!
@@ -19,6 +20,8 @@ use rand::rngs::StdRng;
 use synthgen::config::{DataConfig, TransformerConfig, TvaeConfig};
 use synthgen::data::{DataTransformer, Schema, Table};
 use synthgen::models::tvae;
+use synthgen::models::tvae::host::HostTvae;
+use synthgen::train::host::{Adam, HostParams};
 
 use common::median;
 
@@ -51,6 +54,40 @@ fn main() {
     let device = Device::flex().autodiff();
     let data = Tensor::<2>::from_data(TensorData::new(encoded, [n, width]), &device);
     let mut model = tvae::init(&cfg, width, &device);
+
+    // The host step, from the same initial weights.
+    let rows: Vec<f32> = data
+        .clone()
+        .narrow(0, 0, 500)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let eps = vec![0.0f32; 500 * cfg.embedding_dim];
+    let record = model.clone().into_record().into_bytes().unwrap().to_vec();
+    let mut params = HostParams::from_record(record).unwrap();
+    let host = HostTvae::new(&params, &cfg, &layout);
+    let adam = Adam {
+        learning_rate: 1e-3,
+        beta_1: 0.9,
+        beta_2: 0.999,
+        epsilon: 1e-8,
+        weight_decay: 1e-5,
+    };
+    let all = params.all();
+    let host_step = median(
+        || {
+            std::hint::black_box(host.gradients(&mut params, &rows, &eps));
+            params.adam_step(&adam, &all);
+            host.clamp_sigma(&mut params);
+        },
+        20,
+    );
+    println!(
+        "TVAE train step, host     {:>10.4} s  ({:.3} s per 66-step epoch)",
+        host_step.as_secs_f64(),
+        host_step.as_secs_f64() * 66.0
+    );
+
     let mut optim = synthgen::train::tvae::optimizer(&cfg);
     let parts = tvae::LossLayout::new(&layout, &device);
     let idx: Vec<i32> = (0..500).collect();
@@ -69,7 +106,7 @@ fn main() {
         20,
     );
     println!(
-        "TVAE train step (500 rows){:>10.4} s  ({:.3} s per 66-step epoch)",
+        "TVAE train step, Burn     {:>10.4} s  ({:.3} s per 66-step epoch)",
         step.as_secs_f64(),
         step.as_secs_f64() * 66.0
     );

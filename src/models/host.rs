@@ -334,8 +334,10 @@ impl<'a> Mat<'a> {
 const PARALLEL_MIN: usize = 1 << 16;
 
 /// `dst = a b`, or `dst += a b` when `accumulate`; `dst` is row-major [a.rows, b.cols].
-/// Blocks of `dst`'s rows run in parallel, one single-threaded `gemm` call each (at a few
-/// hundred rows this scales across cores where `gemm`'s own split does not).
+/// Blocks of `dst`'s rows, or of its columns when it is wider than tall, run in parallel, one
+/// single-threaded `gemm` call each (at a few hundred rows this scales across cores where
+/// `gemm`'s own split does not). Splitting the longer side keeps each block's share of the
+/// other operand, which every block packs again, the smaller one.
 pub(crate) fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "inner dimensions agree");
@@ -354,11 +356,11 @@ pub(crate) fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) 
         return;
     }
     let threads = rayon::current_num_threads().max(1);
-    let block = if m * n * k < PARALLEL_MIN || threads == 1 {
-        m
-    } else {
-        m.div_ceil(threads)
-    };
+    let serial = m * n * k < PARALLEL_MIN || threads == 1;
+    if !serial && n > m {
+        return matmul_by_columns(dst, a, b, accumulate, n.div_ceil(threads));
+    }
+    let block = if serial { m } else { m.div_ceil(threads) };
     let run = |dst: &mut [f32], a: Mat<'_>| {
         let rows = dst.len() / n;
         // SAFETY: `dst` holds `rows` rows of `n` floats, written with row stride `n`; `a` and
@@ -397,12 +399,182 @@ pub(crate) fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) 
     }
 }
 
+/// A pointer to share between the threads that write disjoint parts of one buffer.
+struct SharedPtr(*mut f32);
+
+// SAFETY: only used by `matmul_by_columns`, whose threads write disjoint columns.
+unsafe impl Send for SharedPtr {}
+unsafe impl Sync for SharedPtr {}
+
+impl SharedPtr {
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// [`matmul`] with blocks of `cols` columns of `dst` in parallel.
+fn matmul_by_columns(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, cols: usize) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let base = SharedPtr(dst.as_mut_ptr());
+    (0..n.div_ceil(cols)).into_par_iter().for_each(|i| {
+        let j0 = i * cols;
+        let width = cols.min(n - j0);
+        // SAFETY: `dst` is [m, n] row-major (checked by `matmul`); this block writes columns
+        // j0..j0 + width of each row, which no other block writes, through row stride n. `b`'s
+        // columns from j0 lie inside its data (checked bounds, j0 < n), and `a` is read whole.
+        unsafe {
+            gemm::gemm(
+                m,
+                width,
+                k,
+                base.get().add(j0),
+                1,
+                n as isize,
+                accumulate,
+                a.data.as_ptr(),
+                a.cs as isize,
+                a.rs as isize,
+                b.data.as_ptr().add(j0 * b.cs),
+                b.cs as isize,
+                b.rs as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
+}
+
+/// Rows per parallel chunk of the element-wise passes over a batch.
+pub(crate) const ROW_CHUNK: usize = 64;
+
 /// Column sums of a row-major [rows, cols] matrix, into `out` ([cols]).
 pub(crate) fn column_sums(out: &mut [f32], x: &[f32]) {
+    column_sums_of(out, x, |v| v);
+}
+
+/// Column sums of `f` of each element. Chunks of rows are summed in parallel and their sums
+/// added in order: the same result whatever the number of threads.
+pub(crate) fn column_sums_of(out: &mut [f32], x: &[f32], f: impl Fn(f32) -> f32 + Sync) {
+    column_sums_with(out, x.len() / out.len().max(1), |r, acc| {
+        let row = &x[r * acc.len()..(r + 1) * acc.len()];
+        for (o, &v) in acc.iter_mut().zip(row) {
+            *o += f(v);
+        }
+    });
+}
+
+/// Column sums over `rows` rows, `add(r, acc)` adding row r's terms to `acc` ([cols]), in
+/// parallel chunks of rows added in order.
+pub(crate) fn column_sums_with(
+    out: &mut [f32],
+    rows: usize,
+    add: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let cols = out.len();
+    let partial: Vec<Vec<f32>> = (0..rows.div_ceil(ROW_CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut acc = vec![0.0f32; cols];
+            for r in c * ROW_CHUNK..((c + 1) * ROW_CHUNK).min(rows) {
+                add(r, &mut acc);
+            }
+            acc
+        })
+        .collect();
     out.fill(0.0);
-    for row in x.chunks_exact(out.len()) {
-        for (o, v) in out.iter_mut().zip(row) {
+    for p in partial {
+        for (o, v) in out.iter_mut().zip(p) {
             *o += v;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wave(n: usize, phase: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * 0.7548 + phase).sin()).collect()
+    }
+
+    /// `a b` by the definition, in f64.
+    fn naive(a: Mat<'_>, b: Mat<'_>) -> Vec<f64> {
+        let at = |m: &Mat<'_>, i: usize, j: usize| f64::from(m.data[i * m.rs + j * m.cs]);
+        let mut out = vec![0.0; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                out[i * b.cols + j] = (0..a.cols).map(|p| at(&a, i, p) * at(&b, p, j)).sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn products_split_by_rows_or_columns_equal_the_definition() {
+        // Tall (split by rows), wide (split by columns), small (one call); transposed and
+        // strided operands; written and accumulated. Two threads, so that the splits happen.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(check_products);
+    }
+
+    fn check_products() {
+        for &(m, k, n) in &[(300, 70, 40), (20, 300, 500), (5, 4, 3)] {
+            let a_data = wave(m * k + 7, 0.1);
+            let b_data = wave(k * n, 0.2);
+            let a_t = wave(k * m, 0.3);
+            let pairs = [
+                (Mat::new(&a_data[..m * k], m, k), Mat::new(&b_data, k, n)),
+                (Mat::new(&a_t, k, m).t(), Mat::new(&b_data, n, k).t()),
+                (Mat::strided(&a_data[3..], m, k, k), Mat::new(&b_data, k, n)),
+            ];
+            for (a, b) in pairs {
+                let want = naive(a, b);
+                let start = wave(m * n, 0.4);
+                let mut dst = start.clone();
+                matmul(&mut dst, a, b, false);
+                for (d, w) in dst.iter().zip(&want) {
+                    assert!(
+                        (f64::from(*d) - w).abs() < 1e-4 * (1.0 + w.abs()),
+                        "{m}x{k}x{n}"
+                    );
+                }
+                let mut dst = start.clone();
+                matmul(&mut dst, a, b, true);
+                for ((d, w), s) in dst.iter().zip(&want).zip(&start) {
+                    let w = w + f64::from(*s);
+                    assert!(
+                        (f64::from(*d) - w).abs() < 1e-4 * (1.0 + w.abs()),
+                        "{m}x{k}x{n} +="
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn column_sums_do_not_depend_on_the_thread_count() {
+        let x = wave(1000 * 37, 0.5);
+        let mut one = vec![0.0f32; 37];
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| column_sums(&mut one, &x));
+        let mut three = vec![0.0f32; 37];
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap()
+            .install(|| column_sums(&mut three, &x));
+        assert_eq!(one, three);
+        let want: f32 = x.iter().step_by(37).sum();
+        assert!((one[0] - want).abs() < 1e-3);
     }
 }

@@ -51,6 +51,52 @@ pub fn load(
     super::load_weights(ctgan::uninitialized(m, width, cond_dim, device), bytes, run)
 }
 
+/// A critic step's real rows and, with discrete columns, the conditional positions of the
+/// fake rows and of the real rows (the fake rows' conditions, shuffled; each real row is drawn
+/// to match its condition).
+#[allow(clippy::type_complexity)]
+fn critic_draws(
+    sampler: &CondSampler,
+    batch: usize,
+    rng: &mut StdRng,
+) -> (Vec<i32>, Option<(Vec<i32>, Vec<i32>)>) {
+    if sampler.cond_dim() == 0 {
+        return (sampler.uniform_rows(batch, rng), None);
+    }
+    let picks = sampler.sample_train(batch, rng);
+    let mut perm: Vec<usize> = (0..batch).collect();
+    perm.shuffle(rng);
+    let real_picks: Vec<Pick> = perm.iter().map(|&i| picks[i]).collect();
+    let real_idx = sampler.real_rows(&real_picks, rng);
+    (
+        real_idx,
+        Some((sampler.indices(&picks), sampler.indices(&real_picks))),
+    )
+}
+
+/// The conditional entries of the real, fake and interpolated rows of a critic pass, two per
+/// row ([batch * 3, 2] index and weight): a real or fake row has its own with weight 1 (and
+/// again with weight 0); an interpolated row has the real row's with weight alpha and the fake
+/// row's with 1 - alpha.
+fn stacked_entries(real_at: &[i32], fake_at: &[i32], alpha: &[f32]) -> (Vec<i32>, Vec<f32>) {
+    let n = real_at.len();
+    let mut index = Vec::with_capacity(3 * n * 2);
+    let mut weight = Vec::with_capacity(3 * n * 2);
+    for &r in real_at {
+        index.extend([r, r]);
+        weight.extend([1.0, 0.0]);
+    }
+    for &f in fake_at {
+        index.extend([f, f]);
+        weight.extend([1.0, 0.0]);
+    }
+    for ((&r, &f), &a) in real_at.iter().zip(fake_at).zip(alpha) {
+        index.extend([r, f]);
+        weight.extend([a, 1.0 - a]);
+    }
+    (index, weight)
+}
+
 /// Host-side randomness for one batch, turned into tensors.
 struct Batch<'a> {
     device: &'a Device,
@@ -142,19 +188,7 @@ pub fn fit(
                 let z = host.tensor(z, [batch, emb]);
                 // Conditional vectors go to the generator and the critic as the positions of
                 // their 1s (real rows get the fake rows' conditions, shuffled).
-                let (real_idx, cond) = if cond_dim > 0 {
-                    let picks = sampler.sample_train(batch, host.rng);
-                    let mut perm: Vec<usize> = (0..batch).collect();
-                    perm.shuffle(host.rng);
-                    let real_picks: Vec<Pick> = perm.iter().map(|&i| picks[i]).collect();
-                    let real_idx = sampler.real_rows(&real_picks, host.rng);
-                    (
-                        real_idx,
-                        Some((sampler.indices(&picks), sampler.indices(&real_picks))),
-                    )
-                } else {
-                    (sampler.uniform_rows(batch, host.rng), None)
-                };
+                let (real_idx, cond) = critic_draws(&sampler, batch, host.rng);
                 let real = host.tensor(
                     prepared.gather(real_idx.iter().map(|&i| i as usize)),
                     [batch, width],
@@ -176,20 +210,7 @@ pub fn fit(
                 // weight 0); an interpolated row has the real row's with weight alpha and the
                 // fake row's with 1 - alpha.
                 let stacked_cond = cond.map(|(fake_at, real_at)| {
-                    let mut index = Vec::with_capacity(3 * batch * 2);
-                    let mut weight = Vec::with_capacity(3 * batch * 2);
-                    for &r in &real_at {
-                        index.extend([r, r]);
-                        weight.extend([1.0, 0.0]);
-                    }
-                    for &f in &fake_at {
-                        index.extend([f, f]);
-                        weight.extend([1.0, 0.0]);
-                    }
-                    for ((&r, &f), &a) in real_at.iter().zip(&fake_at).zip(&alpha) {
-                        index.extend([r, f]);
-                        weight.extend([a, 1.0 - a]);
-                    }
+                    let (index, weight) = stacked_entries(&real_at, &fake_at, &alpha);
                     SparseCond {
                         index: Tensor::from_data(TensorData::new(index, [3 * batch, 2]), &device),
                         weight: Some(host.tensor(weight, [3 * batch, 2])),
@@ -366,19 +387,7 @@ fn fit_host(
             let mut critic_sums = [0.0f64; 2];
             for _ in 0..m.discriminator_steps {
                 let z = noise::standard_normals(batch * emb, rng);
-                let (real_idx, cond) = if cond_dim > 0 {
-                    let picks = sampler.sample_train(batch, rng);
-                    let mut perm: Vec<usize> = (0..batch).collect();
-                    perm.shuffle(rng);
-                    let real_picks: Vec<Pick> = perm.iter().map(|&i| picks[i]).collect();
-                    let real_idx = sampler.real_rows(&real_picks, rng);
-                    (
-                        real_idx,
-                        Some((sampler.indices(&picks), sampler.indices(&real_picks))),
-                    )
-                } else {
-                    (sampler.uniform_rows(batch, rng), None)
-                };
+                let (real_idx, cond) = critic_draws(&sampler, batch, rng);
                 let real = prepared.gather(real_idx.iter().map(|&i| i as usize));
                 let gumbel = noise::gumbels(batch * width, rng);
                 let fake_at = cond.as_ref().map(|(fake, _)| fake.as_slice());
@@ -399,23 +408,8 @@ fn fit_host(
                     let t = alpha[r];
                     x.extend(a.iter().zip(b).map(|(u, v)| u * t + v * (1.0 - t)));
                 }
-                let entries = cond.map(|(fake_at, real_at)| {
-                    let mut index = Vec::with_capacity(3 * batch * 2);
-                    let mut weight = Vec::with_capacity(3 * batch * 2);
-                    for &r in &real_at {
-                        index.extend([r, r]);
-                        weight.extend([1.0, 0.0]);
-                    }
-                    for &f in &fake_at {
-                        index.extend([f, f]);
-                        weight.extend([1.0, 0.0]);
-                    }
-                    for ((&r, &f), &a) in real_at.iter().zip(&fake_at).zip(&alpha) {
-                        index.extend([r, f]);
-                        weight.extend([a, 1.0 - a]);
-                    }
-                    (index, weight)
-                });
+                let entries =
+                    cond.map(|(fake_at, real_at)| stacked_entries(&real_at, &fake_at, &alpha));
                 let masks = dropout(3 * groups, rng);
                 let l = net.critic_gradients(
                     &mut params,

@@ -11,6 +11,8 @@ use burn::tensor::{Bytes, DType};
 use burn_pack::{Reader, Scalar, Writer};
 use rayon::prelude::*;
 
+use crate::models::host::{Mat, column_sums, matmul};
+
 /// Adam as Burn's `AdamConfig` computes it (L2 weight decay added to the gradient; bias
 /// corrections folded into the step and into epsilon).
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +66,9 @@ fn to_bytes(v: &[f32]) -> Bytes {
     }
     Bytes::from_bytes_vec(out)
 }
+
+/// Elements per parallel chunk of an Adam update.
+const ADAM_CHUNK: usize = 1 << 15;
 
 const MOMENT_1: &str = "momentum.moment_1";
 const MOMENT_2: &str = "momentum.moment_2";
@@ -223,11 +228,9 @@ impl HostParams {
         for &i in which {
             step[i] = true;
         }
-        self.params
-            .par_iter_mut()
-            .zip(step)
-            .filter(|(_, s)| *s)
-            .for_each(|(p, _)| p.adam_step(adam));
+        for (p, _) in self.params.iter_mut().zip(step).filter(|(_, s)| *s) {
+            p.adam_step(adam);
+        }
     }
 
     /// Every position, for a model whose parameters all train with one optimizer.
@@ -250,22 +253,126 @@ impl HostParam {
         let eps = a.epsilon * c2;
         let (b1, b2) = (a.beta_1, a.beta_2);
         let (f1, f2) = (1.0 - b1, 1.0 - b2);
-        for (((w, g), m), v) in self
-            .value
-            .iter_mut()
-            .zip(&self.grad)
-            .zip(&mut self.moment_1)
-            .zip(&mut self.moment_2)
-        {
-            let g = *w * a.weight_decay + g;
-            if first {
-                *m = g * f1;
-                *v = g * g * f2;
-            } else {
+        // On the first step the moments start from the gradient (as Burn's, without reading
+        // the zeros): b1 and b2 multiply 0.
+        let (b1, b2) = if first { (0.0, 0.0) } else { (b1, b2) };
+        let update = |w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+            for (((w, g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                let g = *w * a.weight_decay + g;
                 *m = *m * b1 + g * f1;
                 *v = *v * b2 + g * g * f2;
+                *w -= *m * factor / (v.sqrt() + eps) * a.learning_rate;
             }
-            *w -= *m * factor / (v.sqrt() + eps) * a.learning_rate;
+        };
+        // Large tensors in parallel chunks (each element's update is independent).
+        self.value
+            .par_chunks_mut(ADAM_CHUNK)
+            .zip(self.grad.par_chunks(ADAM_CHUNK))
+            .zip(self.moment_1.par_chunks_mut(ADAM_CHUNK))
+            .zip(self.moment_2.par_chunks_mut(ADAM_CHUNK))
+            .for_each(|(((w, g), m), v)| update(w, g, m, v));
+    }
+}
+
+/// A Linear layer located in [`HostParams`]: weight [rows, outputs] (a row per input, then, for
+/// CTGAN, a row per conditional-vector position), bias [outputs].
+#[derive(Debug, Clone, Copy)]
+pub struct HostLinear {
+    pub weight: usize,
+    pub bias: usize,
+    pub rows: usize,
+    pub outputs: usize,
+}
+
+impl HostLinear {
+    /// The layer whose parameters are `{path}.weight` and `{path}.bias`.
+    pub fn new(params: &HostParams, path: &str) -> HostLinear {
+        let weight = params.index(&format!("{path}.weight"));
+        let bias = params.index(&format!("{path}.bias"));
+        let shape = &params.params[weight].shape;
+        assert_eq!(shape.len(), 2, "{path}.weight is a matrix");
+        HostLinear {
+            weight,
+            bias,
+            rows: shape[0],
+            outputs: shape[1],
+        }
+    }
+
+    /// The weight's values, row-major.
+    pub fn w<'a>(&self, params: &'a HostParams) -> &'a [f32] {
+        &params.params[self.weight].value
+    }
+
+    /// `n` rows of the bias, plus the weight row at each row's conditional position
+    /// (`cond = Some((positions, first conditional row))`): an output for a product to
+    /// accumulate onto.
+    pub fn start(&self, params: &HostParams, n: usize, cond: Option<(&[i32], usize)>) -> Vec<f32> {
+        let o = self.outputs;
+        let bias = &params.params[self.bias].value;
+        let w = self.w(params);
+        let mut y = Vec::with_capacity(n * o);
+        for r in 0..n {
+            y.extend_from_slice(bias);
+            if let Some((c, row0)) = cond {
+                let row = row0 + c[r] as usize;
+                for (v, wv) in y[r * o..].iter_mut().zip(&w[row * o..(row + 1) * o]) {
+                    *v += wv;
+                }
+            }
+        }
+        y
+    }
+
+    /// `x W + b` over `n` rows of `x` ([n, rows]).
+    pub fn forward(&self, params: &HostParams, x: &[f32], n: usize) -> Vec<f32> {
+        let mut y = self.start(params, n, None);
+        let w = Mat::new(self.w(params), self.rows, self.outputs);
+        matmul(&mut y, Mat::new(x, n, self.rows), w, true);
+        y
+    }
+
+    /// Weight and bias gradients from the layer's input `x` [n, rows] and output gradient `dy`.
+    pub fn gradients(&self, params: &mut HostParams, x: &[f32], dy: &[f32], n: usize) {
+        let x = Mat::new(x, n, self.rows).t();
+        let dy_m = Mat::new(dy, n, self.outputs);
+        matmul(&mut params.params[self.weight].grad, x, dy_m, false);
+        column_sums(&mut params.params[self.bias].grad, dy);
+    }
+
+    /// The input gradient `dy W^T` ([n, rows]), added to `dx` when `accumulate`.
+    pub fn input_gradient(
+        &self,
+        params: &HostParams,
+        dy: &[f32],
+        n: usize,
+        dx: &mut [f32],
+        accumulate: bool,
+    ) {
+        let w = Mat::new(self.w(params), self.rows, self.outputs).t();
+        matmul(dx, Mat::new(dy, n, self.outputs), w, accumulate);
+    }
+
+    /// The bias gradient from `dy` [n, outputs], and the conditional rows' gradient from
+    /// `row0` on (the sum of the `dy` rows that looked each one up); the rows before `row0`
+    /// are left to the caller.
+    pub fn bias_and_cond_gradients(
+        &self,
+        params: &mut HostParams,
+        dy: &[f32],
+        cond: Option<(&[i32], usize)>,
+    ) {
+        let o = self.outputs;
+        column_sums(&mut params.params[self.bias].grad, dy);
+        if let Some((c, row0)) = cond {
+            let grad = &mut params.params[self.weight].grad;
+            grad[row0 * o..].fill(0.0);
+            for (r, d) in dy.chunks_exact(o).enumerate() {
+                let row = row0 + c[r] as usize;
+                for (g, v) in grad[row * o..(row + 1) * o].iter_mut().zip(d) {
+                    *g += v;
+                }
+            }
         }
     }
 }

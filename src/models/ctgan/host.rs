@@ -17,8 +17,10 @@
 
 use crate::config::CtganConfig;
 use crate::data::layout::Layout;
-use crate::models::host::{Mat, column_sums, matmul};
-use crate::train::host::HostParams;
+use rayon::prelude::*;
+
+use crate::models::host::{Mat, ROW_CHUNK, column_sums, column_sums_with, matmul};
+use crate::train::host::{HostLinear, HostParams};
 
 /// BatchNorm's defaults in Burn (`BatchNormConfig`), which the generator's blocks use.
 const BN_EPSILON: f32 = 1e-5;
@@ -26,79 +28,10 @@ const BN_MOMENTUM: f32 = 0.1;
 /// The critic's LeakyReLU slope.
 const SLOPE: f32 = 0.2;
 
-/// A Linear layer located in [`HostParams`]: weight [rows, outputs], bias [outputs].
-#[derive(Debug, Clone, Copy)]
-struct Layer {
-    weight: usize,
-    bias: usize,
-    rows: usize,
-    outputs: usize,
-}
-
-impl Layer {
-    fn new(params: &HostParams, path: &str) -> Layer {
-        let weight = params.index(&format!("{path}.weight"));
-        let bias = params.index(&format!("{path}.bias"));
-        let shape = &params.params[weight].shape;
-        assert_eq!(shape.len(), 2, "{path}.weight is a matrix");
-        Layer {
-            weight,
-            bias,
-            rows: shape[0],
-            outputs: shape[1],
-        }
-    }
-
-    fn w<'a>(&self, params: &'a HostParams) -> &'a [f32] {
-        &params.params[self.weight].value
-    }
-
-    /// Rows of the bias, plus the weight row at each row's conditional position
-    /// (`cond_row0 + cond[r]`), as the start of an output [n, outputs].
-    fn start(&self, params: &HostParams, n: usize, cond: Option<(&[i32], usize)>) -> Vec<f32> {
-        let o = self.outputs;
-        let bias = &params.params[self.bias].value;
-        let w = self.w(params);
-        let mut y = Vec::with_capacity(n * o);
-        for r in 0..n {
-            y.extend_from_slice(bias);
-            if let Some((c, row0)) = cond {
-                let row = row0 + c[r] as usize;
-                for (v, wv) in y[r * o..].iter_mut().zip(&w[row * o..(row + 1) * o]) {
-                    *v += wv;
-                }
-            }
-        }
-        y
-    }
-
-    /// Bias gradient from `dy` [n, outputs], and the conditional rows' gradient (the sum of
-    /// the `dy` rows that looked each one up); the other rows are set by the caller.
-    fn bias_and_cond_gradients(
-        &self,
-        params: &mut HostParams,
-        dy: &[f32],
-        cond: Option<(&[i32], usize)>,
-    ) {
-        let o = self.outputs;
-        column_sums(&mut params.params[self.bias].grad, dy);
-        if let Some((c, row0)) = cond {
-            let grad = &mut params.params[self.weight].grad;
-            grad[row0 * o..].fill(0.0);
-            for (r, d) in dy.chunks_exact(o).enumerate() {
-                let row = row0 + c[r] as usize;
-                for (g, v) in grad[row * o..(row + 1) * o].iter_mut().zip(d) {
-                    *g += v;
-                }
-            }
-        }
-    }
-}
-
 /// A residual block: Linear (with the conditional rows) -> BatchNorm -> ReLU.
 #[derive(Debug, Clone, Copy)]
 struct Block {
-    fc: Layer,
+    fc: HostLinear,
     gamma: usize,
     beta: usize,
     running_mean: usize,
@@ -149,9 +82,9 @@ pub struct CriticLosses {
 #[derive(Debug, Clone)]
 pub struct HostCtgan {
     blocks: Vec<Block>,
-    out: Layer,
-    hidden: Vec<Layer>,
-    critic_out: Layer,
+    out: HostLinear,
+    hidden: Vec<HostLinear>,
+    critic_out: HostLinear,
     embedding: usize,
     width: usize,
     cond_dim: usize,
@@ -182,7 +115,7 @@ impl HostCtgan {
             .map(|i| {
                 let p = format!("generator.blocks.{i}");
                 Block {
-                    fc: Layer::new(params, &format!("{p}.fc")),
+                    fc: HostLinear::new(params, &format!("{p}.fc")),
                     gamma: params.index(&format!("{p}.bn.gamma")),
                     beta: params.index(&format!("{p}.bn.beta")),
                     running_mean: params.index(&format!("{p}.bn.running_mean")),
@@ -190,11 +123,11 @@ impl HostCtgan {
                 }
             })
             .collect();
-        let out = Layer::new(params, "generator.out");
-        let hidden: Vec<Layer> = (0..config.discriminator_dims.len())
-            .map(|i| Layer::new(params, &format!("critic.hidden.{i}")))
+        let out = HostLinear::new(params, "generator.out");
+        let hidden: Vec<HostLinear> = (0..config.discriminator_dims.len())
+            .map(|i| HostLinear::new(params, &format!("critic.hidden.{i}")))
             .collect();
-        let critic_out = Layer::new(params, "critic.out");
+        let critic_out = HostLinear::new(params, "critic.out");
         assert!(!hidden.is_empty(), "the critic has a hidden layer");
         assert_eq!(
             out.outputs,
@@ -261,10 +194,6 @@ impl HostCtgan {
         }
     }
 
-    fn cond_of<'a>(&self, cond: Option<&'a [i32]>, row0: usize) -> Option<(&'a [i32], usize)> {
-        cond.map(|c| (c, row0))
-    }
-
     /// The generator in train mode on z [n, embedding_dim] with conditional positions `cond`;
     /// BatchNorm normalizes with the batch's statistics and moves its running statistics.
     pub fn generator_forward(
@@ -286,7 +215,7 @@ impl HostCtgan {
         for block in &self.blocks {
             let o = block.fc.outputs;
             let k = bw - start;
-            let mut a = block.fc.start(params, n, self.cond_of(cond, k));
+            let mut a = block.fc.start(params, n, cond.map(|c| (c, k)));
             let w = &block.fc.w(params)[..k * o];
             matmul(
                 &mut a,
@@ -301,11 +230,11 @@ impl HostCtgan {
                 *m /= n as f32;
             }
             let mut var = vec![0.0f32; o];
-            for row in a.chunks_exact(o) {
-                for ((v, x), m) in var.iter_mut().zip(row).zip(&mean) {
+            column_sums_with(&mut var, n, |r, acc| {
+                for ((v, x), m) in acc.iter_mut().zip(&a[r * o..(r + 1) * o]).zip(&mean) {
                     *v += (x - m) * (x - m);
                 }
-            }
+            });
             for v in &mut var {
                 *v /= n as f32;
             }
@@ -313,14 +242,18 @@ impl HostCtgan {
             let gamma = &params.params[block.gamma].value;
             let beta = &params.params[block.beta].value;
             let out = start - o;
-            for (r, row) in a.chunks_exact_mut(o).enumerate() {
-                let dst = &mut buf[r * bw + out..r * bw + out + o];
-                for j in 0..o {
-                    let x_hat = (row[j] - mean[j]) * inv_std[j];
-                    row[j] = x_hat;
-                    dst[j] = (gamma[j] * x_hat + beta[j]).max(0.0);
-                }
-            }
+            a.par_chunks_mut(ROW_CHUNK * o)
+                .zip(buf.par_chunks_mut(ROW_CHUNK * bw))
+                .for_each(|(a, buf)| {
+                    for (row, brow) in a.chunks_exact_mut(o).zip(buf.chunks_exact_mut(bw)) {
+                        let dst = &mut brow[out..out + o];
+                        for j in 0..o {
+                            let x_hat = (row[j] - mean[j]) * inv_std[j];
+                            row[j] = x_hat;
+                            dst[j] = (gamma[j] * x_hat + beta[j]).max(0.0);
+                        }
+                    }
+                });
             for (idx, stat) in [(block.running_mean, &mean), (block.running_var, &var)] {
                 for (r, s) in params.params[idx].value.iter_mut().zip(stat) {
                     *r = *r * (1.0 - BN_MOMENTUM) + s * BN_MOMENTUM;
@@ -330,7 +263,7 @@ impl HostCtgan {
             inv_stds.push(inv_std);
             start = out;
         }
-        let mut raw = self.out.start(params, n, self.cond_of(cond, bw));
+        let mut raw = self.out.start(params, n, cond.map(|c| (c, bw)));
         let d = self.out.outputs;
         matmul(
             &mut raw,
@@ -366,7 +299,7 @@ impl HostCtgan {
             false,
         );
         self.out
-            .bias_and_cond_gradients(params, d_raw, self.cond_of(cond, bw));
+            .bias_and_cond_gradients(params, d_raw, cond.map(|c| (c, bw)));
         // The gradient of every hidden output (z's columns are not needed).
         let hw = bw - e;
         let mut dbuf = vec![0.0f32; n * hw];
@@ -385,32 +318,42 @@ impl HostCtgan {
             let inv_std = &pass.inv_std[l];
             // dy: through the ReLU (its output is in the buffer).
             let mut dy = vec![0.0f32; n * o];
-            for r in 0..n {
-                let h = &pass.buf[r * bw + out..r * bw + out + o];
-                let g = &dbuf[r * hw + out..r * hw + out + o];
-                for ((dv, &hv), &gv) in dy[r * o..(r + 1) * o].iter_mut().zip(h).zip(g) {
-                    *dv = if hv > 0.0 { gv } else { 0.0 };
-                }
-            }
+            dy.par_chunks_mut(ROW_CHUNK * o)
+                .enumerate()
+                .for_each(|(c, dy)| {
+                    for (i, d) in dy.chunks_exact_mut(o).enumerate() {
+                        let r = c * ROW_CHUNK + i;
+                        let h = &pass.buf[r * bw + out..r * bw + out + o];
+                        let g = &dbuf[r * hw + out..r * hw + out + o];
+                        for ((dv, &hv), &gv) in d.iter_mut().zip(h).zip(g) {
+                            *dv = if hv > 0.0 { gv } else { 0.0 };
+                        }
+                    }
+                });
             // BatchNorm: d gamma = sum dy x^, d beta = sum dy,
             // da = gamma inv_std (dy - mean(dy) - x^ mean(dy x^)).
             let mut d_gamma = vec![0.0f32; o];
             let mut d_beta = vec![0.0f32; o];
-            for (dr, xr) in dy.chunks_exact(o).zip(x_hat.chunks_exact(o)) {
-                for j in 0..o {
-                    d_gamma[j] += dr[j] * xr[j];
-                    d_beta[j] += dr[j];
+            column_sums_with(&mut d_gamma, n, |r, acc| {
+                let (dr, xr) = (&dy[r * o..(r + 1) * o], &x_hat[r * o..(r + 1) * o]);
+                for ((a, d), x) in acc.iter_mut().zip(dr).zip(xr) {
+                    *a += d * x;
                 }
-            }
+            });
+            column_sums(&mut d_beta, &dy);
             let gamma = &params.params[block.gamma].value;
             let inv_n = 1.0 / n as f32;
-            for (dr, xr) in dy.chunks_exact_mut(o).zip(x_hat.chunks_exact(o)) {
-                for j in 0..o {
-                    dr[j] = gamma[j]
-                        * inv_std[j]
-                        * (dr[j] - d_beta[j] * inv_n - xr[j] * d_gamma[j] * inv_n);
-                }
-            }
+            dy.par_chunks_mut(ROW_CHUNK * o)
+                .zip(x_hat.par_chunks(ROW_CHUNK * o))
+                .for_each(|(dy, x_hat)| {
+                    for (dr, xr) in dy.chunks_exact_mut(o).zip(x_hat.chunks_exact(o)) {
+                        for j in 0..o {
+                            dr[j] = gamma[j]
+                                * inv_std[j]
+                                * (dr[j] - d_beta[j] * inv_n - xr[j] * d_gamma[j] * inv_n);
+                        }
+                    }
+                });
             params.params[block.gamma].grad.copy_from_slice(&d_gamma);
             params.params[block.beta].grad.copy_from_slice(&d_beta);
             let da = dy;
@@ -422,7 +365,7 @@ impl HostCtgan {
             );
             block
                 .fc
-                .bias_and_cond_gradients(params, &da, self.cond_of(cond, k));
+                .bias_and_cond_gradients(params, &da, cond.map(|c| (c, k)));
             // Into the earlier blocks' outputs (the input's columns left of z).
             let hidden_in = k - e;
             if hidden_in > 0 {
@@ -450,6 +393,16 @@ impl HostCtgan {
     pub fn activate(&self, raw: &[f32], gumbel: &[f32]) -> Vec<f32> {
         let w = self.width;
         let mut fake = vec![0.0f32; raw.len()];
+        let rows = ROW_CHUNK * w;
+        fake.par_chunks_mut(rows)
+            .zip(raw.par_chunks(rows))
+            .zip(gumbel.par_chunks(rows))
+            .for_each(|((f, r), g)| self.activate_rows(f, r, g));
+        fake
+    }
+
+    fn activate_rows(&self, fake: &mut [f32], raw: &[f32], gumbel: &[f32]) {
+        let w = self.width;
         for ((f, r), g) in fake
             .chunks_exact_mut(w)
             .zip(raw.chunks_exact(w))
@@ -475,28 +428,34 @@ impl HostCtgan {
                 }
             }
         }
-        fake
     }
 
     /// The raw output's gradient from the activations' (`fake`: their output).
     fn activate_backward(&self, fake: &[f32], d_fake: &[f32]) -> Vec<f32> {
         let w = self.width;
         let mut d_raw = vec![0.0f32; fake.len()];
-        for ((dr, f), df) in d_raw
-            .chunks_exact_mut(w)
-            .zip(fake.chunks_exact(w))
-            .zip(d_fake.chunks_exact(w))
-        {
-            for &c in &self.scalars {
-                dr[c] = df[c] * (1.0 - f[c] * f[c]);
-            }
-            for &(s, len) in &self.softmaxes {
-                let dot: f32 = (s..s + len).map(|j| f[j] * df[j]).sum();
-                for j in s..s + len {
-                    dr[j] = f[j] * (df[j] - dot) / self.tau;
+        let rows = ROW_CHUNK * w;
+        d_raw
+            .par_chunks_mut(rows)
+            .zip(fake.par_chunks(rows))
+            .zip(d_fake.par_chunks(rows))
+            .for_each(|((d_raw, fake), d_fake)| {
+                for ((dr, f), df) in d_raw
+                    .chunks_exact_mut(w)
+                    .zip(fake.chunks_exact(w))
+                    .zip(d_fake.chunks_exact(w))
+                {
+                    for &c in &self.scalars {
+                        dr[c] = df[c] * (1.0 - f[c] * f[c]);
+                    }
+                    for &(s, len) in &self.softmaxes {
+                        let dot: f32 = (s..s + len).map(|j| f[j] * df[j]).sum();
+                        for j in s..s + len {
+                            dr[j] = f[j] * (df[j] - dot) / self.tau;
+                        }
+                    }
                 }
-            }
-        }
+            });
         d_raw
     }
 
@@ -552,20 +511,22 @@ impl HostCtgan {
         if let Some(c) = cond {
             let weight = first.w(params);
             let per_row = w + self.cond_dim;
-            for r in 0..groups * self.pac {
-                let (g, q) = (r / self.pac, r % self.pac);
-                let dst = &mut p[g * h1..(g + 1) * h1];
-                for j in 0..c.k {
-                    let a = c.weight.map_or(1.0, |wt| wt[r * c.k + j]);
-                    if a == 0.0 {
-                        continue;
-                    }
-                    let row = q * per_row + w + c.index[r * c.k + j] as usize;
-                    for (v, wv) in dst.iter_mut().zip(&weight[row * h1..(row + 1) * h1]) {
-                        *v += a * wv;
+            let pac = self.pac;
+            p.par_chunks_mut(h1).enumerate().for_each(|(g, dst)| {
+                for r in g * pac..(g + 1) * pac {
+                    let q = r % pac;
+                    for j in 0..c.k {
+                        let a = c.weight.map_or(1.0, |wt| wt[r * c.k + j]);
+                        if a == 0.0 {
+                            continue;
+                        }
+                        let row = q * per_row + w + c.index[r * c.k + j] as usize;
+                        for (v, wv) in dst.iter_mut().zip(&weight[row * h1..(row + 1) * h1]) {
+                            *v += a * wv;
+                        }
                     }
                 }
-            }
+            });
         }
         let mut pre = Vec::with_capacity(self.hidden.len());
         let mut out = Vec::with_capacity(self.hidden.len());
@@ -576,13 +537,7 @@ impl HostCtgan {
                 .map(|(&v, &m)| if v > 0.0 { v } else { v * SLOPE } * m)
                 .collect();
             let next = self.hidden.get(l + 1).unwrap_or(&self.critic_out);
-            let mut q = next.start(params, groups, None);
-            matmul(
-                &mut q,
-                Mat::new(&h, groups, next.rows),
-                Mat::new(next.w(params), next.rows, next.outputs),
-                true,
-            );
+            let q = next.forward(params, &h, groups);
             pre.push(p);
             out.push(h);
             p = q;
@@ -625,22 +580,10 @@ impl HostCtgan {
             let next = *self.hidden.get(l + 1).unwrap_or(&self.critic_out);
             let h = next.rows;
             if weights {
-                let out = &pass.out[l][range.0 * h..range.1 * h];
-                matmul(
-                    &mut params.params[next.weight].grad,
-                    Mat::new(out, g, h).t(),
-                    Mat::new(&d, g, next.outputs),
-                    false,
-                );
-                column_sums(&mut params.params[next.bias].grad, &d);
+                next.gradients(params, &pass.out[l][range.0 * h..range.1 * h], &d, g);
             }
             let mut dh = vec![0.0f32; g * h];
-            matmul(
-                &mut dh,
-                Mat::new(&d, g, next.outputs),
-                Mat::new(next.w(params), h, next.outputs).t(),
-                false,
-            );
+            next.input_gradient(params, &d, g, &mut dh, false);
             for (v, s) in dh.iter_mut().zip(Self::slopes(pass, masks, l, range)) {
                 *v *= s;
             }
@@ -739,12 +682,7 @@ impl HostCtgan {
         for l in (0..n - 1).rev() {
             let next = self.hidden[l + 1];
             let mut e = vec![0.0f32; g * next.rows];
-            matmul(
-                &mut e,
-                Mat::new(&deltas[l + 1], g, next.outputs),
-                Mat::new(next.w(params), next.rows, next.outputs).t(),
-                false,
-            );
+            next.input_gradient(params, &deltas[l + 1], g, &mut e, false);
             for (v, s) in e.iter_mut().zip(&slopes[l]) {
                 *v *= s;
             }
@@ -753,12 +691,7 @@ impl HostCtgan {
         let first = self.hidden[0];
         let (k, h1) = (first.rows, first.outputs);
         let mut grad = vec![0.0f32; g * k];
-        matmul(
-            &mut grad,
-            Mat::new(&deltas[0], g, h1),
-            Mat::new(first.w(params), k, h1).t(),
-            false,
-        );
+        first.input_gradient(params, &deltas[0], g, &mut grad, false);
         // d/dgrad of lambda / g * sum (norm - 1)^2, norm = sqrt(sum grad^2 + 1e-12).
         let mut total = 0.0f64;
         for row in grad.chunks_exact_mut(k) {
@@ -935,7 +868,13 @@ mod tests {
             .iter()
             .map(|&h| {
                 (0..groups * h)
-                    .map(|i| if (i * 13 + seed).is_multiple_of(5) { 0.0 } else { 2.0 })
+                    .map(|i| {
+                        if (i * 13 + seed).is_multiple_of(5) {
+                            0.0
+                        } else {
+                            2.0
+                        }
+                    })
                     .collect()
             })
             .collect()

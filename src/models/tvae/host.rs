@@ -3,7 +3,7 @@
 //!
 //! Through Burn every op of a step is its own pass over memory with its own graph node, and
 //! flex splits each product of a few hundred rows inside `gemm`, which does not pay on a few
-//! cores. Here each product runs as row blocks in parallel ([`matmul`]), the loss and its
+//! cores. Here each product runs as row blocks in parallel ([`crate::models::host::matmul`]), the loss and its
 //! gradient are one pass over each row, and the parameters and Adam live in host memory
 //! ([`HostParams`]); weights and optimizer state are read from and written to the same
 //! records Burn's path uses.
@@ -12,70 +12,12 @@ use rayon::prelude::*;
 
 use crate::config::TvaeConfig;
 use crate::data::layout::Layout;
-use crate::models::host::{Mat, column_sums, matmul};
-use crate::train::host::HostParams;
+use crate::train::host::{HostLinear, HostParams};
 
 use super::{SIGMA_MAX, SIGMA_MIN};
 
 /// Rows per parallel chunk of the loss.
 const LOSS_ROWS: usize = 64;
-
-/// A Linear layer's weight ([inputs, outputs]) and bias positions in [`HostParams`].
-#[derive(Debug, Clone, Copy)]
-struct Layer {
-    weight: usize,
-    bias: usize,
-    inputs: usize,
-    outputs: usize,
-}
-
-impl Layer {
-    fn new(params: &HostParams, path: &str) -> Layer {
-        let weight = params.index(&format!("{path}.weight"));
-        let bias = params.index(&format!("{path}.bias"));
-        let shape = &params.params[weight].shape;
-        assert_eq!(shape.len(), 2, "{path}.weight is a matrix");
-        Layer {
-            weight,
-            bias,
-            inputs: shape[0],
-            outputs: shape[1],
-        }
-    }
-
-    /// `x W + b` over `rows` rows of `x`.
-    fn forward(&self, params: &HostParams, x: &[f32], rows: usize) -> Vec<f32> {
-        let bias = &params.params[self.bias].value;
-        let mut y = Vec::with_capacity(rows * self.outputs);
-        for _ in 0..rows {
-            y.extend_from_slice(bias);
-        }
-        let w = Mat::new(&params.params[self.weight].value, self.inputs, self.outputs);
-        matmul(&mut y, Mat::new(x, rows, self.inputs), w, true);
-        y
-    }
-
-    /// Weight and bias gradients from this layer's input `x` and output gradient `dy`.
-    fn gradients(&self, params: &mut HostParams, x: &[f32], dy: &[f32], rows: usize) {
-        let x = Mat::new(x, rows, self.inputs).t();
-        let dy_m = Mat::new(dy, rows, self.outputs);
-        matmul(&mut params.params[self.weight].grad, x, dy_m, false);
-        column_sums(&mut params.params[self.bias].grad, dy);
-    }
-
-    /// The input gradient `dy W^T`, added to `dx` when `accumulate`.
-    fn input_gradient(
-        &self,
-        params: &HostParams,
-        dy: &[f32],
-        rows: usize,
-        dx: &mut [f32],
-        accumulate: bool,
-    ) {
-        let w = Mat::new(&params.params[self.weight].value, self.inputs, self.outputs).t();
-        matmul(dx, Mat::new(dy, rows, self.outputs), w, accumulate);
-    }
-}
 
 fn relu(x: &mut [f32]) {
     for v in x {
@@ -103,11 +45,11 @@ pub struct Losses {
 /// A TVAE's layers, located in its [`HostParams`].
 #[derive(Debug, Clone)]
 pub struct HostTvae {
-    encoder: Vec<Layer>,
-    mu: Layer,
-    logvar: Layer,
-    decoder: Vec<Layer>,
-    out: Layer,
+    encoder: Vec<HostLinear>,
+    mu: HostLinear,
+    logvar: HostLinear,
+    decoder: Vec<HostLinear>,
+    out: HostLinear,
     sigma: usize,
     width: usize,
     embedding: usize,
@@ -119,17 +61,17 @@ pub struct HostTvae {
 impl HostTvae {
     /// Locate the layers of a TVAE built by [`super::init`] with `config` for `layout`.
     pub fn new(params: &HostParams, config: &TvaeConfig, layout: &Layout) -> HostTvae {
-        let stack = |prefix: &str, n: usize| -> Vec<Layer> {
+        let stack = |prefix: &str, n: usize| -> Vec<HostLinear> {
             (0..n)
-                .map(|i| Layer::new(params, &format!("{prefix}.hidden.{i}")))
+                .map(|i| HostLinear::new(params, &format!("{prefix}.hidden.{i}")))
                 .collect()
         };
-        let out = Layer::new(params, "decoder.out");
+        let out = HostLinear::new(params, "decoder.out");
         assert_eq!(out.outputs, layout.width(), "the decoder's output is a row");
         HostTvae {
             encoder: stack("encoder", config.compress_dims.len()),
-            mu: Layer::new(params, "encoder.mu"),
-            logvar: Layer::new(params, "encoder.logvar"),
+            mu: HostLinear::new(params, "encoder.mu"),
+            logvar: HostLinear::new(params, "encoder.logvar"),
             decoder: stack("decoder", config.decompress_dims.len()),
             out,
             sigma: params.index("decoder.sigma"),
@@ -191,13 +133,13 @@ impl HostTvae {
 
         // Decoder backward.
         self.out.gradients(params, g_last, &d_recon, n);
-        let mut dg = vec![0.0; n * self.out.inputs];
+        let mut dg = vec![0.0; n * self.out.rows];
         self.out.input_gradient(params, &d_recon, n, &mut dg, false);
         for (l, layer) in self.decoder.iter().enumerate().rev() {
             relu_backward(&mut dg, &gs[l]);
             let input = if l == 0 { &z[..] } else { &gs[l - 1][..] };
             layer.gradients(params, input, &dg, n);
-            let mut d_in = vec![0.0; n * layer.inputs];
+            let mut d_in = vec![0.0; n * layer.rows];
             layer.input_gradient(params, &dg, n, &mut d_in, false);
             dg = d_in;
         }
@@ -217,7 +159,7 @@ impl HostTvae {
         self.mu.gradients(params, h_last, &d_mu, n);
         self.logvar.gradients(params, h_last, &d_logvar, n);
         if let Some(last) = self.encoder.len().checked_sub(1) {
-            let mut dh = vec![0.0; n * self.mu.inputs];
+            let mut dh = vec![0.0; n * self.mu.rows];
             self.mu.input_gradient(params, &d_mu, n, &mut dh, false);
             self.logvar
                 .input_gradient(params, &d_logvar, n, &mut dh, true);
@@ -227,7 +169,7 @@ impl HostTvae {
                 let input = if l == 0 { x } else { &hs[l - 1][..] };
                 layer.gradients(params, input, &dh, n);
                 if l > 0 {
-                    let mut d_in = vec![0.0; n * layer.inputs];
+                    let mut d_in = vec![0.0; n * layer.rows];
                     layer.input_gradient(params, &dh, n, &mut d_in, false);
                     dh = d_in;
                 }
