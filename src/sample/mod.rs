@@ -86,7 +86,8 @@ pub fn sample(opts: &SampleOptions) -> Result<()> {
             message: "applies to image (DDPM) runs; for tables use --condition or --balance".into(),
         });
     }
-    let table = generate_from(opts, &path, &manifest)?;
+    // On a pool's thread, as training (see `train::in_pool`).
+    let table = crate::train::in_pool(None, "sample", |_| generate_from(opts, &path, &manifest))?;
     let t0 = Instant::now();
     table.write(&opts.output)?;
     info!(rows = opts.rows, output = %opts.output.display(), seconds = t0.elapsed().as_secs_f64(), "written");

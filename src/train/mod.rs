@@ -390,6 +390,27 @@ pub fn load_optimizer(
         })
 }
 
+/// Run `f` on a thread of a new pool of `threads` threads (all cores when `None`), given the
+/// pool's size. Work run that way starts its parallel sections on the thread that asks for
+/// them, instead of handing them over from outside the pool and waiting: TVAE's epochs took
+/// 0.42-0.49 s from outside against 0.34-0.42 s inside (alternating, 80 % Adult split).
+pub(crate) fn in_pool<T: Send>(
+    threads: Option<usize>,
+    what: &str,
+    f: impl FnOnce(usize) -> Result<T> + Send,
+) -> Result<T> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(threads) = threads {
+        builder = builder.num_threads(threads);
+    }
+    let pool = builder.build().map_err(|e| Error::Invalid {
+        what: what.into(),
+        message: format!("could not start the threads: {e}"),
+    })?;
+    let n = pool.current_num_threads();
+    pool.install(|| f(n))
+}
+
 /// Checkpoints are written every `checkpoint_every` epochs and after the last.
 fn checkpoint_due(epoch: usize, train: &crate::config::TrainConfig) -> bool {
     epoch.is_multiple_of(train.checkpoint_every) || epoch == train.epochs
@@ -565,27 +586,10 @@ fn fit(
             _ => unreachable!("the data is prepared for the model's kind"),
         }
     };
-    // Without a thread count the loop runs on the global pool (all cores).
-    match threads {
-        Some(threads) => {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map_err(|e| Error::Invalid {
-                    what: "[train] threads".into(),
-                    message: format!("could not start {threads} threads: {e}"),
-                })?;
-            info!(threads, "training loop threads");
-            pool.install(run)?;
-        }
-        None => {
-            info!(
-                threads = rayon::current_num_threads(),
-                "training loop threads"
-            );
-            run()?;
-        }
-    }
+    in_pool(threads, "[train] threads", |n| {
+        info!(threads = n, "training loop threads");
+        run()
+    })?;
     session.progress.finish_and_clear();
     let seconds: f64 = session.metrics.rows.iter().map(|r| r[r.len() - 1]).sum();
     info!(run = %session.run.path.display(), epochs = config.train.epochs, seconds, "training done");

@@ -12,12 +12,94 @@ use rayon::prelude::*;
 
 use crate::config::TvaeConfig;
 use crate::data::layout::Layout;
+use crate::models::host::{ROW_CHUNK, column_sums};
 use crate::train::host::{HostLinear, HostParams};
 
 use super::{SIGMA_MAX, SIGMA_MIN};
 
 /// Rows per parallel chunk of the loss.
 const LOSS_ROWS: usize = 64;
+
+/// The nonzero entries of a batch's rows, by row (and, for the weight gradient, by column).
+struct SparseRows {
+    rows: usize,
+    /// Row r's entries are `starts[r]..starts[r + 1]` of `columns` and `values`.
+    starts: Vec<usize>,
+    columns: Vec<usize>,
+    values: Vec<f32>,
+    width: usize,
+}
+
+impl SparseRows {
+    fn new(x: &[f32], width: usize) -> SparseRows {
+        let rows = x.len() / width;
+        let mut starts = Vec::with_capacity(rows + 1);
+        let (mut columns, mut values) = (Vec::new(), Vec::new());
+        starts.push(0);
+        for row in x.chunks_exact(width) {
+            for (j, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    columns.push(j);
+                    values.push(v);
+                }
+            }
+            starts.push(values.len());
+        }
+        SparseRows {
+            rows,
+            starts,
+            columns,
+            values,
+            width,
+        }
+    }
+
+    /// `x W + b`: each output row is the bias plus its nonzero entries times their weight rows.
+    fn forward(&self, layer: &HostLinear, params: &HostParams) -> Vec<f32> {
+        let o = layer.outputs;
+        let w = layer.w(params);
+        let mut y = layer.start(params, self.rows, None);
+        y.par_chunks_mut(ROW_CHUNK * o)
+            .enumerate()
+            .for_each(|(c, y)| {
+                for (i, yr) in y.chunks_exact_mut(o).enumerate() {
+                    let r = c * ROW_CHUNK + i;
+                    for k in self.starts[r]..self.starts[r + 1] {
+                        let (j, v) = (self.columns[k], self.values[k]);
+                        for (a, b) in yr.iter_mut().zip(&w[j * o..(j + 1) * o]) {
+                            *a += v * b;
+                        }
+                    }
+                }
+            });
+        y
+    }
+
+    /// Weight and bias gradients: weight row j is the sum over rows of x[r, j] dy[r].
+    fn gradients(&self, layer: &HostLinear, params: &mut HostParams, dy: &[f32]) {
+        let o = layer.outputs;
+        // The entries by column, rows ascending.
+        let mut by_column: Vec<Vec<(usize, f32)>> = vec![Vec::new(); self.width];
+        for r in 0..self.rows {
+            for k in self.starts[r]..self.starts[r + 1] {
+                by_column[self.columns[k]].push((r, self.values[k]));
+            }
+        }
+        params.params[layer.weight]
+            .grad
+            .par_chunks_mut(o)
+            .zip(&by_column)
+            .for_each(|(g, entries)| {
+                g.fill(0.0);
+                for &(r, v) in entries {
+                    for (a, b) in g.iter_mut().zip(&dy[r * o..(r + 1) * o]) {
+                        *a += v * b;
+                    }
+                }
+            });
+        column_sums(&mut params.params[layer.bias].grad, dy);
+    }
+}
 
 fn relu(x: &mut [f32]) {
     for v in x {
@@ -92,20 +174,25 @@ impl HostTvae {
         assert_eq!(x.len(), n * w, "x is [rows, width]");
         assert_eq!(eps.len(), n * e, "eps is [rows, embedding_dim]");
 
-        // Encoder.
+        // Encoder. Encoded rows are mostly zeros (one 1 per one-hot span): when under half
+        // their entries are nonzero, the first layer reads only those.
+        let sparse = SparseRows::new(x, w);
+        let sparse = (sparse.values.len() * 2 < x.len()).then_some(sparse);
         let mut hs: Vec<Vec<f32>> = Vec::with_capacity(self.encoder.len());
-        for layer in &self.encoder {
-            let input = hs.last().map_or(x, Vec::as_slice);
-            let mut h = layer.forward(params, input, n);
+        for (l, layer) in self.encoder.iter().enumerate() {
+            let mut h = match (&sparse, l) {
+                (Some(s), 0) => s.forward(layer, params),
+                _ => layer.forward(params, hs.last().map_or(x, Vec::as_slice), n),
+            };
             relu(&mut h);
             hs.push(h);
         }
         let h_last = hs.last().map_or(x, Vec::as_slice);
         let mu = self.mu.forward(params, h_last, n);
         let logvar = self.logvar.forward(params, h_last, n);
-        let std: Vec<f32> = logvar.iter().map(|v| (v * 0.5).exp()).collect();
+        let std: Vec<f32> = logvar.par_iter().map(|v| (v * 0.5).exp()).collect();
         let z: Vec<f32> = mu
-            .iter()
+            .par_iter()
             .zip(&std)
             .zip(eps)
             .map(|((m, s), e)| m + e * s)
@@ -166,8 +253,13 @@ impl HostTvae {
             for l in (0..=last).rev() {
                 let layer = &self.encoder[l];
                 relu_backward(&mut dh, &hs[l]);
-                let input = if l == 0 { x } else { &hs[l - 1][..] };
-                layer.gradients(params, input, &dh, n);
+                match (&sparse, l) {
+                    (Some(s), 0) => s.gradients(layer, params, &dh),
+                    _ => {
+                        let input = if l == 0 { x } else { &hs[l - 1][..] };
+                        layer.gradients(params, input, &dh, n);
+                    }
+                }
                 if l > 0 {
                     let mut d_in = vec![0.0; n * layer.rows];
                     layer.input_gradient(params, &dh, n, &mut d_in, false);
@@ -223,15 +315,20 @@ impl HostTvae {
                         let logits = &r[start..start + len];
                         let target = &x[start..start + len];
                         let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                        let total: f32 = logits.iter().map(|&v| (v - max).exp()).sum();
+                        // exp(l - max) once, kept in the gradient's place.
+                        let g = &mut d[start..start + len];
+                        let mut total = 0.0f32;
+                        for (g, &l) in g.iter_mut().zip(logits) {
+                            *g = (l - max).exp();
+                            total += *g;
+                        }
                         let lse = max + total.ln();
                         let t_sum: f32 = target.iter().sum();
                         let dot: f32 = target.iter().zip(logits).map(|(t, l)| t * l).sum();
                         sum += f64::from(lse * t_sum - dot);
-                        for ((g, &l), &t) in
-                            d[start..start + len].iter_mut().zip(logits).zip(target)
-                        {
-                            *g = coef * ((l - lse).exp() * t_sum - t);
+                        let scale = t_sum / total;
+                        for (g, &t) in g.iter_mut().zip(target) {
+                            *g = coef * (*g * scale - t);
                         }
                     }
                 }
@@ -320,6 +417,19 @@ mod tests {
 
     #[test]
     fn host_gradients_equal_autodiff_gradients() {
+        let layout = layout();
+        let n = 301;
+        // One-hot spans (6 of 15 entries nonzero: the first layer reads the nonzero ones)...
+        gradients_equal_autodiff(rows(&layout, n));
+        // ... and soft targets with every entry nonzero (the first layer is a product).
+        let soft: Vec<f32> = wave(n * layout.width(), 0.9)
+            .iter()
+            .map(|v| 0.55 + 0.45 * v)
+            .collect();
+        gradients_equal_autodiff(soft);
+    }
+
+    fn gradients_equal_autodiff(x: Vec<f32>) {
         let d = Device::flex().autodiff();
         let layout = layout();
         let w = layout.width();
@@ -332,8 +442,7 @@ mod tests {
             Tensor::from_data(TensorData::new(sigma, [w]), &d).require_grad(),
         );
         // More rows than the parallel threshold of the products, in uneven blocks.
-        let n = 301;
-        let x = rows(&layout, n);
+        let n = x.len() / w;
         let eps = wave(n * cfg.embedding_dim, 0.3);
 
         let mut params =
