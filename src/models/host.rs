@@ -367,27 +367,16 @@ pub(crate) fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) 
         // `b` were checked to lie inside their slices for every (i, p) and (p, j) read, and
         // `a` is a view of `rows` rows. `dst` is a unique borrow, so it overlaps neither.
         unsafe {
-            gemm::gemm(
+            gemm_block(
+                dst.as_mut_ptr(),
+                n,
                 rows,
                 n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
-                accumulate,
-                a.data.as_ptr(),
-                a.cs as isize,
-                a.rs as isize,
+                a,
                 b.data.as_ptr(),
-                b.cs as isize,
-                b.rs as isize,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+                b,
+                accumulate,
+            )
         }
     };
     if block == m {
@@ -414,7 +403,7 @@ impl SharedPtr {
 
 /// [`matmul`] with blocks of `cols` columns of `dst` in parallel.
 fn matmul_by_columns(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, cols: usize) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, n) = (a.rows, b.cols);
     let base = SharedPtr(dst.as_mut_ptr());
     (0..n.div_ceil(cols)).into_par_iter().for_each(|i| {
         let j0 = i * cols;
@@ -423,29 +412,54 @@ fn matmul_by_columns(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool, 
         // j0..j0 + width of each row, which no other block writes, through row stride n. `b`'s
         // columns from j0 lie inside its data (checked bounds, j0 < n), and `a` is read whole.
         unsafe {
-            gemm::gemm(
-                m,
-                width,
-                k,
-                base.get().add(j0),
-                1,
-                n as isize,
-                accumulate,
-                a.data.as_ptr(),
-                a.cs as isize,
-                a.rs as isize,
-                b.data.as_ptr().add(j0 * b.cs),
-                b.cs as isize,
-                b.rs as isize,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+            let b_cols = b.data.as_ptr().add(j0 * b.cs);
+            gemm_block(base.get().add(j0), n, m, width, a, b_cols, b, accumulate);
         }
     });
+}
+
+/// One single-threaded `gemm` call: `rows` x `cols` of `dst` (row stride `dst_rs`) = (or +=)
+/// `a` times the `cols` columns of `b`'s layout starting at `b_cols`; `k` is `a.cols`.
+///
+/// # Safety
+/// `dst` must point at `rows` rows of `cols` writable floats `dst_rs` apart that nothing else
+/// reads or writes meanwhile, and `b_cols` at columns of `b`'s strides that lie inside `b`'s
+/// data.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block(
+    dst: *mut f32,
+    dst_rs: usize,
+    rows: usize,
+    cols: usize,
+    a: Mat<'_>,
+    b_cols: *const f32,
+    b: Mat<'_>,
+    accumulate: bool,
+) {
+    // SAFETY: as the caller promises; `a` lies inside its data (checked by `matmul`).
+    unsafe {
+        gemm::gemm(
+            rows,
+            cols,
+            a.cols,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b_cols,
+            b.cs as isize,
+            b.rs as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// Rows per parallel chunk of the element-wise passes over a batch.

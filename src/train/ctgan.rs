@@ -14,12 +14,12 @@ use rand::{RngExt, SeedableRng};
 use crate::config::{CtganConfig, TrainConfig};
 use crate::data::sampler::{CondSampler, Pick};
 use crate::data::transformer::mix_seed;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::ctgan::host::{Entries, HostCtgan};
 use crate::models::ctgan::{self, Critic, Ctgan, SparseCond};
 use crate::models::noise;
 use crate::models::spans::Segments;
-use crate::train::host::{Adam, HostParams};
+use crate::train::host::{self, Adam};
 use crate::train::{Prepared, ResumeState, Session};
 
 /// Columns of metrics.csv besides epoch and seconds.
@@ -334,32 +334,15 @@ fn fit_host(
     let sampler = CondSampler::new(&prepared.transformer).with_rows(&prepared.encoded, n, width);
     let cond_dim = sampler.cond_dim();
     let run = session.run.path.clone();
-    let bad = |what: &str, e: String| Error::BadRun {
-        path: run.clone(),
-        message: format!("the {what} cannot be loaded: {e}"),
-    };
     // Weights start as Burn initializes them (the same draws as Burn's path).
     let ad = device.clone().autodiff();
     ad.seed(mix_seed(seed, INIT_STREAM));
-    let (record, optimizer, start) = match resume {
-        Some(state) => {
-            // Checked against the model's shapes before training on them.
-            load(m, width, cond_dim, state.weights.clone(), device, &run)?;
-            (state.weights, Some(state.optimizer), state.epoch)
-        }
-        None => {
-            let bytes = ctgan::init(m, width, cond_dim, &ad)
-                .to_bytes()
-                .map_err(|e| bad("initial weights", e.to_string()))?;
-            (bytes.to_vec(), None, 0)
-        }
-    };
-    let mut params = HostParams::from_record(record).map_err(|e| bad("weights", e))?;
-    if let Some(bytes) = optimizer {
-        params
-            .load_optimizer(bytes)
-            .map_err(|e| bad("optimizer state", e))?;
-    }
+    let (mut params, start) = host::start(
+        &run,
+        resume,
+        |weights| load(m, width, cond_dim, weights, device, &run).map(drop),
+        || ctgan::init(m, width, cond_dim, &ad).to_bytes(),
+    )?;
     let mut net = HostCtgan::new(&params, m, &layout, sampler.spans());
     let critic_adam = host_adam(m, m.discriminator_lr);
     let generator_adam = host_adam(m, m.generator_lr);

@@ -6,12 +6,47 @@
 //! run trained here resumes on any device, and the other way round.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use burn::tensor::{Bytes, DType};
 use burn_pack::{Reader, Scalar, Writer};
 use rayon::prelude::*;
 
+use crate::error::{Error, Result};
 use crate::models::host::{Mat, column_sums, matmul};
+use crate::train::ResumeState;
+
+/// The parameters a host-trained run starts from, and the last epoch done: for a new run the
+/// record `init` builds (Burn's initialization); for a resumed one the checkpoint's weights,
+/// checked by `check` against the model's shapes first, with its optimizer state.
+pub fn start(
+    run: &Path,
+    resume: Option<ResumeState>,
+    check: impl FnOnce(Vec<u8>) -> Result<()>,
+    init: impl FnOnce() -> std::result::Result<Bytes, burn::store::RecordError>,
+) -> Result<(HostParams, usize)> {
+    let bad = |what: &str, e: String| Error::BadRun {
+        path: run.to_path_buf(),
+        message: format!("the {what} cannot be loaded: {e}"),
+    };
+    let (record, optimizer, epoch) = match resume {
+        Some(state) => {
+            check(state.weights.clone())?;
+            (state.weights, Some(state.optimizer), state.epoch)
+        }
+        None => {
+            let bytes = init().map_err(|e| bad("initial weights", e.to_string()))?;
+            (bytes.to_vec(), None, 0)
+        }
+    };
+    let mut params = HostParams::from_record(record).map_err(|e| bad("weights", e))?;
+    if let Some(bytes) = optimizer {
+        params
+            .load_optimizer(bytes)
+            .map_err(|e| bad("optimizer state", e))?;
+    }
+    Ok((params, epoch))
+}
 
 /// Adam as Burn's `AdamConfig` computes it (L2 weight decay added to the gradient; bias
 /// corrections folded into the step and into epsilon).

@@ -13,11 +13,11 @@ use rand::seq::SliceRandom;
 
 use crate::config::{TrainConfig, TvaeConfig};
 use crate::data::transformer::mix_seed;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::noise;
 use crate::models::tvae::host::HostTvae;
 use crate::models::tvae::{self, Tvae};
-use crate::train::host::{Adam, HostParams};
+use crate::train::host::{self, Adam};
 use crate::train::{Prepared, ResumeState, Session};
 
 /// Columns of metrics.csv besides epoch and seconds.
@@ -166,33 +166,15 @@ fn fit_host(
     let width = layout.width();
     let n = prepared.rows;
     let run = session.run.path.clone();
-    let bad = |what: &str, e: String| Error::BadRun {
-        path: run.clone(),
-        message: format!("the {what} cannot be loaded: {e}"),
-    };
     // Weights start as Burn initializes them (the same draws as Burn's path).
     let ad = device.clone().autodiff();
     ad.seed(mix_seed(seed, INIT_STREAM));
-    let (record, optimizer, start) = match resume {
-        Some(state) => {
-            // Checked against the model's shapes before training on them.
-            load(m, width, state.weights.clone(), device, &run)?;
-            (state.weights, Some(state.optimizer), state.epoch)
-        }
-        None => {
-            let bytes = tvae::init(m, width, &ad)
-                .into_record()
-                .into_bytes()
-                .map_err(|e| bad("initial weights", e.to_string()))?;
-            (bytes.to_vec(), None, 0)
-        }
-    };
-    let mut params = HostParams::from_record(record).map_err(|e| bad("weights", e))?;
-    if let Some(bytes) = optimizer {
-        params
-            .load_optimizer(bytes)
-            .map_err(|e| bad("optimizer state", e))?;
-    }
+    let (mut params, start) = host::start(
+        &run,
+        resume,
+        |weights| load(m, width, weights, device, &run).map(drop),
+        || tvae::init(m, width, &ad).into_record().into_bytes(),
+    )?;
     let net = HostTvae::new(&params, m, &layout);
     let adam = host_adam(m);
     let all = params.all();
