@@ -268,6 +268,13 @@ impl HostParams {
         }
     }
 
+    /// Set every parameter's values to `other`'s (a copy of the same model).
+    pub fn copy_values_from(&mut self, other: &HostParams) {
+        for (p, q) in self.params.iter_mut().zip(&other.params) {
+            p.value.copy_from_slice(&q.value);
+        }
+    }
+
     /// Every position, for a model whose parameters all train with one optimizer.
     pub fn all(&self) -> Vec<usize> {
         (0..self.params.len()).collect()

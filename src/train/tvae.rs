@@ -178,6 +178,8 @@ fn fit_host(
     let net = HostTvae::new(&params, m, &layout);
     let adam = host_adam(m);
     let all = params.all();
+    // The second half of each batch is differentiated on this copy (see gradients_in_halves).
+    let mut twin = params.clone();
 
     let batch = train.batch_size.min(n);
     let emb = m.embedding_dim;
@@ -192,12 +194,13 @@ fn fit_host(
             let b = chunk.len();
             let rows = prepared.gather(chunk.iter().copied());
             let eps = noise::standard_normals(b * emb, &mut rng);
-            let l = net.gradients(&mut params, &rows, &eps);
+            let l = net.gradients_in_halves(&mut params, &mut twin, &rows, &eps);
             sums[0] += l.total * b as f64;
             sums[1] += l.reconstruction;
             sums[2] += l.kl;
             params.adam_step(&adam, &all);
             net.clamp_sigma(&mut params);
+            twin.copy_values_from(&params);
         }
         let losses: Vec<f64> = sums.iter().map(|&v| v / n as f64).collect();
         session.check_finite(epoch, LOSSES, &losses)?;

@@ -168,6 +168,54 @@ impl HostTvae {
     /// The loss of one batch and its gradients, left in `params`' `grad` fields.
     /// `x`: [rows, width] encoded rows; `eps`: [rows, embedding_dim] standard normals.
     pub fn gradients(&self, params: &mut HostParams, x: &[f32], eps: &[f32]) -> Losses {
+        let batch = x.len() / self.width;
+        let (reconstruction, kl) = self.part(params, x, eps, batch);
+        self.losses(reconstruction, kl, batch)
+    }
+
+    /// [`HostTvae::gradients`] with the batch in two halves, each on its own thread with its
+    /// own copy of the parameters (`twin`, whose values must equal `params`'); the halves'
+    /// gradients are added into `params`. The loss is a sum over rows, so this equals the
+    /// whole batch up to rounding, and the halves do not depend on the number of threads.
+    /// Each half's products run on one thread instead of being split between threads at every
+    /// product.
+    pub fn gradients_in_halves(
+        &self,
+        params: &mut HostParams,
+        twin: &mut HostParams,
+        x: &[f32],
+        eps: &[f32],
+    ) -> Losses {
+        let batch = x.len() / self.width;
+        let half = batch / 2;
+        if half == 0 {
+            return self.gradients(params, x, eps);
+        }
+        let (x0, x1) = x.split_at(half * self.width);
+        let (e0, e1) = eps.split_at(half * self.embedding);
+        let ((r0, k0), (r1, k1)) = rayon::join(
+            || self.part(params, x0, e0, batch),
+            || self.part(twin, x1, e1, batch),
+        );
+        for (p, q) in params.params.iter_mut().zip(&twin.params) {
+            for (a, b) in p.grad.iter_mut().zip(&q.grad) {
+                *a += b;
+            }
+        }
+        self.losses(r0 + r1, k0 + k1, batch)
+    }
+
+    fn losses(&self, reconstruction: f64, kl: f64, batch: usize) -> Losses {
+        Losses {
+            total: self.loss_factor * reconstruction / batch as f64 + kl / batch as f64,
+            reconstruction,
+            kl,
+        }
+    }
+
+    /// The reconstruction and KL sums over the rows of `x`, and their gradients as parts of a
+    /// batch of `batch` rows (the loss divides by the batch size), left in `params`.
+    fn part(&self, params: &mut HostParams, x: &[f32], eps: &[f32], batch: usize) -> (f64, f64) {
         let w = self.width;
         let e = self.embedding;
         let n = x.len() / w;
@@ -210,7 +258,7 @@ impl HostTvae {
         let recon = self.out.forward(params, g_last, n);
 
         // Loss and its gradient with respect to the decoder's output and sigma.
-        let (reconstruction, d_recon) = self.reconstruction(params, x, &recon, n);
+        let (reconstruction, d_recon) = self.reconstruction(params, x, &recon, batch);
         let kl: f64 = -0.5
             * mu.iter()
                 .zip(&logvar)
@@ -232,8 +280,8 @@ impl HostTvae {
         }
         let dz = dg;
 
-        // Through the reparameterization and the KL term (kl / n).
-        let inv_n = 1.0 / n as f32;
+        // Through the reparameterization and the KL term (kl / batch).
+        let inv_n = 1.0 / batch as f32;
         let d_mu: Vec<f32> = dz.iter().zip(&mu).map(|(d, m)| d + m * inv_n).collect();
         let d_logvar: Vec<f32> = dz
             .iter()
@@ -268,25 +316,22 @@ impl HostTvae {
             }
         }
 
-        Losses {
-            total: self.loss_factor * reconstruction / n as f64 + kl / n as f64,
-            reconstruction,
-            kl,
-        }
+        (reconstruction, kl)
     }
 
-    /// The reconstruction term summed over the batch, and the gradient of
-    /// `loss_factor * reconstruction / n` with respect to the decoder's output (returned) and
-    /// to sigma (left in `params`).
+    /// The reconstruction term summed over the rows of `x`, and the gradient of
+    /// `loss_factor * reconstruction / batch` with respect to the decoder's output (returned)
+    /// and to sigma (left in `params`).
     fn reconstruction(
         &self,
         params: &mut HostParams,
         x: &[f32],
         recon: &[f32],
-        n: usize,
+        batch: usize,
     ) -> (f64, Vec<f32>) {
         let w = self.width;
-        let coef = (self.loss_factor / n as f64) as f32;
+        let n = x.len() / w;
+        let coef = (self.loss_factor / batch as f64) as f32;
         let sigma = &params.params[self.sigma].value;
         let k = self.scalars.len();
         let mut d_recon = vec![0.0f32; n * w];
@@ -343,8 +388,8 @@ impl HostTvae {
                 }
                 (a + b, da)
             });
-        // The N ln sigma term, and its gradient loss_factor / sigma.
-        let lf = self.loss_factor as f32;
+        // The n ln sigma term (n rows here), and its gradient loss_factor n / (batch sigma).
+        let lf = (self.loss_factor * n as f64 / batch as f64) as f32;
         let log_sigma: f64 = self.scalars.iter().map(|&c| f64::from(sigma[c].ln())).sum();
         let p = &mut params.params[self.sigma];
         p.grad.fill(0.0);
@@ -449,7 +494,27 @@ mod tests {
             HostParams::from_record(model.clone().into_record().into_bytes().unwrap().to_vec())
                 .unwrap();
         let host = HostTvae::new(&params, &cfg, &layout);
+        let fresh = params.clone();
         let got = host.gradients(&mut params, &x, &eps);
+        // In two halves on two copies: the same losses and gradients.
+        let (mut halves, mut twin) = (fresh.clone(), fresh);
+        let by_halves = host.gradients_in_halves(&mut halves, &mut twin, &x, &eps);
+        for (a, b) in [
+            (by_halves.total, got.total),
+            (by_halves.reconstruction, got.reconstruction),
+            (by_halves.kl, got.kl),
+        ] {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{by_halves:?} vs {got:?}"
+            );
+        }
+        for (p, q) in halves.params.iter().zip(&params.params) {
+            let scale = q.grad.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            for (a, b) in p.grad.iter().zip(&q.grad) {
+                assert!((a - b).abs() <= 1e-5 * scale, "{}: {a} vs {b}", p.name);
+            }
+        }
 
         let xt = Tensor::<2>::from_data(TensorData::new(x, [n, w]), &d);
         let et = Tensor::<2>::from_data(TensorData::new(eps, [n, cfg.embedding_dim]), &d);
