@@ -74,11 +74,13 @@ fn main() {
         weight_decay: 1e-5,
     };
     let all = params.all();
+    let mut twin = params.clone();
     let host_step = median(
         || {
-            std::hint::black_box(host.gradients(&mut params, &rows, &eps));
+            std::hint::black_box(host.gradients_in_halves(&mut params, &mut twin, &rows, &eps));
             params.adam_step(&adam, &all);
             host.clamp_sigma(&mut params);
+            twin.copy_values_from(&params);
         },
         20,
     );

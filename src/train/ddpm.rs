@@ -401,11 +401,13 @@ pub fn fit(
         images_per_second.push(n as f64 / seconds);
         session.check_finite(epoch, LOSSES, &losses)?;
         session.epoch_done(epoch, &losses, seconds)?;
-        let weights = Weights {
-            model: model.valid(),
-            ema: ema.clone(),
-        };
-        session.checkpoint_if_due(epoch, train, weights.into_record().into_bytes(), &optim)?;
+        session.checkpoint_if_due(epoch, train, || {
+            let weights = Weights {
+                model: model.valid(),
+                ema: ema.clone(),
+            };
+            super::burn_records(weights.into_record().into_bytes(), &optim)
+        })?;
     }
     if !images_per_second.is_empty() {
         let mean = images_per_second.iter().sum::<f64>() / images_per_second.len() as f64;

@@ -257,14 +257,15 @@ impl HostParams {
         Ok(writer.into_bytes().map_err(|e| e.to_string())?.to_vec())
     }
 
+    /// The weights and the optimizer state, for a checkpoint.
+    pub fn records(&self) -> RecordResult<(Vec<u8>, Vec<u8>)> {
+        Ok((self.to_record()?, self.optimizer_record()?))
+    }
+
     /// One Adam step of the parameters at positions `which`, with their gradients in `grad`.
     pub fn adam_step(&mut self, adam: &Adam, which: &[usize]) {
-        let mut step = vec![false; self.params.len()];
         for &i in which {
-            step[i] = true;
-        }
-        for (p, _) in self.params.iter_mut().zip(step).filter(|(_, s)| *s) {
-            p.adam_step(adam);
+            self.params[i].adam_step(adam);
         }
     }
 

@@ -411,6 +411,19 @@ pub(crate) fn in_pool<T: Send>(
     pool.install(|| f(n))
 }
 
+/// The records of a checkpoint of a model trained through Burn: its weights and its
+/// optimizer's state.
+pub fn burn_records(
+    weights: std::result::Result<burn::tensor::Bytes, burn::store::RecordError>,
+    optim: &burn::optim::ModuleOptimizer,
+) -> std::result::Result<(Vec<u8>, Vec<u8>), String> {
+    let err = |e: burn::store::RecordError| e.to_string();
+    Ok((
+        weights.map_err(err)?.to_vec(),
+        optim.into_bytes().map_err(err)?.to_vec(),
+    ))
+}
+
 /// Checkpoints are written every `checkpoint_every` epochs and after the last.
 fn checkpoint_due(epoch: usize, train: &crate::config::TrainConfig) -> bool {
     epoch.is_multiple_of(train.checkpoint_every) || epoch == train.epochs
@@ -470,41 +483,20 @@ impl Session {
     }
 
     /// Write a checkpoint when `epoch` is due (every `checkpoint_every` epochs and the last).
+    /// `records` serializes the weights and the optimizer state; it runs only then.
     pub fn checkpoint_if_due(
         &mut self,
         epoch: usize,
         train: &crate::config::TrainConfig,
-        weights: std::result::Result<burn::tensor::Bytes, burn::store::RecordError>,
-        optim: &burn::optim::ModuleOptimizer,
+        records: impl FnOnce() -> std::result::Result<(Vec<u8>, Vec<u8>), String>,
     ) -> Result<()> {
         if !checkpoint_due(epoch, train) {
             return Ok(());
         }
-        let err = |e: burn::store::RecordError| Error::Write {
-            path: self.run.path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        };
-        let weights = weights.map_err(err)?;
-        let optim = optim.into_bytes().map_err(err)?;
-        self.checkpoint(epoch, &weights, &optim)
-    }
-
-    /// [`Session::checkpoint_if_due`] for a model trained on the host.
-    pub fn checkpoint_host_if_due(
-        &mut self,
-        epoch: usize,
-        train: &crate::config::TrainConfig,
-        params: &host::HostParams,
-    ) -> Result<()> {
-        if !checkpoint_due(epoch, train) {
-            return Ok(());
-        }
-        let err = |e: String| Error::Write {
+        let (weights, optim) = records().map_err(|e| Error::Write {
             path: self.run.path.clone(),
             source: std::io::Error::other(e),
-        };
-        let weights = params.to_record().map_err(err)?;
-        let optim = params.optimizer_record().map_err(err)?;
+        })?;
         self.checkpoint(epoch, &weights, &optim)
     }
 

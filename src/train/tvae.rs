@@ -130,12 +130,9 @@ pub fn fit(
         let losses: Vec<f64> = sums.iter().map(|&v| f64::from(v) / n as f64).collect();
         session.check_finite(epoch, LOSSES, &losses)?;
         session.epoch_done(epoch, &losses, t0.elapsed().as_secs_f64())?;
-        session.checkpoint_if_due(
-            epoch,
-            train,
-            model.clone().into_record().into_bytes(),
-            &optim,
-        )?;
+        session.checkpoint_if_due(epoch, train, || {
+            super::burn_records(model.clone().into_record().into_bytes(), &optim)
+        })?;
     }
     Ok(())
 }
@@ -205,7 +202,7 @@ fn fit_host(
         let losses: Vec<f64> = sums.iter().map(|&v| v / n as f64).collect();
         session.check_finite(epoch, LOSSES, &losses)?;
         session.epoch_done(epoch, &losses, t0.elapsed().as_secs_f64())?;
-        session.checkpoint_host_if_due(epoch, train, &params)?;
+        session.checkpoint_if_due(epoch, train, || params.records())?;
     }
     Ok(())
 }
