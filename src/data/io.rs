@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use polars::prelude::*;
 
@@ -22,13 +23,17 @@ pub enum DType {
     Str,
 }
 
+/// A text cell. Shared: a column decoded from category positions holds each category once,
+/// not a copy per row.
+pub type Text = Arc<str>;
+
 /// A column's cells; `None` is a null.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
     Int(Vec<Option<i64>>),
     Float(Vec<Option<f64>>),
     Bool(Vec<Option<bool>>),
-    Str(Vec<Option<String>>),
+    Str(Vec<Option<Text>>),
 }
 
 impl Values {
@@ -63,13 +68,26 @@ impl Values {
         }
     }
 
+    /// The cells at `indices`, in their order.
+    pub fn pick(&self, indices: &[usize]) -> Values {
+        fn at<T: Clone>(v: &[T], indices: &[usize]) -> Vec<T> {
+            indices.iter().map(|&i| v[i].clone()).collect()
+        }
+        match self {
+            Values::Int(v) => Values::Int(at(v, indices)),
+            Values::Float(v) => Values::Float(at(v, indices)),
+            Values::Bool(v) => Values::Bool(at(v, indices)),
+            Values::Str(v) => Values::Str(at(v, indices)),
+        }
+    }
+
     /// Every cell as its text form (the category key used by discrete encoders).
     pub fn as_keys(&self) -> Vec<Option<String>> {
         match self {
             Values::Int(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),
             Values::Float(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),
             Values::Bool(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),
-            Values::Str(v) => v.clone(),
+            Values::Str(v) => v.iter().map(|x| x.as_deref().map(String::from)).collect(),
         }
     }
 }
@@ -150,7 +168,10 @@ impl Table {
                     Values::Int(v) => polars::prelude::Column::new(name, v),
                     Values::Float(v) => polars::prelude::Column::new(name, v),
                     Values::Bool(v) => polars::prelude::Column::new(name, v),
-                    Values::Str(v) => polars::prelude::Column::new(name, v),
+                    Values::Str(v) => {
+                        let v: Vec<Option<&str>> = v.iter().map(|x| x.as_deref()).collect();
+                        polars::prelude::Column::new(name, v)
+                    }
                 }
             })
             .collect();
@@ -222,7 +243,7 @@ fn read_csv(path: &Path, separator: Option<char>) -> Result<Table> {
             .str()
             .map_err(|e| parse_error(path, e.to_string()))?
             .iter()
-            .map(|v| v.map(str::trim).filter(|s| !s.is_empty()).map(String::from))
+            .map(|v| v.map(str::trim).filter(|s| !s.is_empty()).map(Text::from))
             .collect::<Vec<_>>();
         columns.push(Column {
             name,
@@ -315,7 +336,7 @@ fn check_field_counts(bytes: &[u8], sep: u8) -> std::result::Result<(), String> 
 }
 
 /// Type a column of trimmed text: integers, then floats, then booleans, else text.
-fn type_text(text: Vec<Option<String>>) -> Values {
+fn type_text(text: Vec<Option<Text>>) -> Values {
     let present = || text.iter().flatten();
     if present().next().is_none() {
         return Values::Str(text);
@@ -396,7 +417,7 @@ fn read_parquet(path: &Path) -> Result<Table> {
                 c.str()
                     .map_err(err)?
                     .iter()
-                    .map(|v| v.map(str::trim).filter(|s| !s.is_empty()).map(String::from))
+                    .map(|v| v.map(str::trim).filter(|s| !s.is_empty()).map(Text::from))
                     .collect(),
             )
         };

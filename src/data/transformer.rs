@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TransformerConfig;
 use crate::data::gmm::{Component, GmmOptions, Mixture};
-use crate::data::io::{Column, DType, Table, Values};
+use crate::data::io::{Column, DType, Table, Text, Values};
 use crate::data::layout::{Activation, Layout};
 use crate::data::schema::{ColumnKind, Schema};
 use crate::error::{Error, Result};
@@ -172,8 +172,21 @@ impl DataTransformer {
     /// Decode row-major `[rows, layout.width()]` model output into a table: argmax on softmax
     /// spans, tanh spans clipped to [-1, 1].
     pub fn inverse(&self, data: &[f32], rows: usize) -> Table {
+        assert_eq!(
+            data.len(),
+            rows * self.layout().width(),
+            "data is [rows, width]"
+        );
+        let mut decoded = DecodedRows::default();
+        self.decode_into(data, &mut decoded);
+        self.table(&decoded)
+    }
+
+    /// Decode row-major model output (whole rows) and append it to `rows`; [`Self::table`]
+    /// makes the table. A batch decoded as soon as it is drawn is still in cache.
+    pub fn decode_into(&self, data: &[f32], rows: &mut DecodedRows) {
         let width = self.layout().width();
-        assert_eq!(data.len(), rows * width, "data is [rows, width]");
+        assert_eq!(data.len() % width, 0, "data holds whole rows");
         let offsets: Vec<usize> = self
             .columns
             .iter()
@@ -183,28 +196,66 @@ impl DataTransformer {
                 Some(start)
             })
             .collect();
+        // Row by row, every column: the rows are read in order, as the hardware prefetches
+        // them (column by column, each cell would cost a read from memory).
+        let chunks = data.par_chunks(DECODE_CHUNK_ROWS * width).map(|chunk| {
+            let n = chunk.len() / width;
+            let mut part: Vec<Decoded> = self
+                .columns
+                .iter()
+                .map(|c| match c.encoder {
+                    Encoder::Continuous(_) => Decoded::Values(Vec::with_capacity(n)),
+                    Encoder::Discrete(_) => Decoded::Picks(Vec::with_capacity(n)),
+                })
+                .collect();
+            for row in chunk.chunks_exact(width) {
+                for ((c, &offset), out) in self.columns.iter().zip(&offsets).zip(&mut part) {
+                    let cell = &row[offset..offset + c.width()];
+                    match (&c.encoder, out) {
+                        (Encoder::Continuous(e), Decoded::Values(v)) => v.push(e.decode(cell)),
+                        (Encoder::Discrete(_), Decoded::Picks(v)) => v.push(argmax(cell)),
+                        _ => unreachable!("a chunk's parts follow the columns' encoders"),
+                    }
+                }
+            }
+            part
+        });
+        rows.chunks.par_extend(chunks);
+    }
+
+    /// The table of the rows decoded so far.
+    pub fn table(&self, rows: &DecodedRows) -> Table {
         let columns = self
             .columns
             .par_iter()
-            .zip(offsets)
-            .map(|(c, offset)| {
-                let w = c.width();
-                let cell = |r: usize| &data[r * width + offset..r * width + offset + w];
+            .enumerate()
+            .map(|(j, c)| {
                 let values = match &c.encoder {
-                    Encoder::Continuous(e) => {
-                        let xs: Vec<Option<f64>> = (0..rows).map(|r| e.decode(cell(r))).collect();
+                    Encoder::Continuous(_) => {
+                        let xs = rows.chunks.iter().flat_map(|p| match &p[j] {
+                            Decoded::Values(v) => v.iter().copied(),
+                            Decoded::Picks(_) => unreachable!("a continuous column's values"),
+                        });
                         match c.dtype {
-                            DType::Int => Values::Int(
-                                xs.iter().map(|x| x.map(|x| x.round() as i64)).collect(),
-                            ),
-                            _ => Values::Float(xs),
+                            DType::Int => {
+                                Values::Int(xs.map(|x| x.map(|x| x.round() as i64)).collect())
+                            }
+                            _ => Values::Float(xs.collect()),
                         }
                     }
                     Encoder::Discrete(e) => {
-                        let keys: Vec<Option<&str>> = (0..rows)
-                            .map(|r| e.categories[argmax(cell(r))].as_deref())
+                        let picks: Vec<usize> = rows
+                            .chunks
+                            .iter()
+                            .flat_map(|p| match &p[j] {
+                                Decoded::Picks(v) => v.iter().copied(),
+                                Decoded::Values(_) => unreachable!("a discrete column's picks"),
+                            })
                             .collect();
-                        typed_from_keys(&keys, c.dtype)
+                        // Each category is parsed to the column's type once.
+                        let keys: Vec<Option<&str>> =
+                            e.categories.iter().map(|k| k.as_deref()).collect();
+                        typed_from_keys(&keys, c.dtype).pick(&picks)
                     }
                 };
                 Column {
@@ -215,6 +266,22 @@ impl DataTransformer {
             .collect();
         Table { columns }
     }
+}
+
+/// Rows per chunk of [`DataTransformer::decode_into`].
+const DECODE_CHUNK_ROWS: usize = 256;
+
+/// Rows decoded by [`DataTransformer::decode_into`], in chunks of rows, column by column.
+#[derive(Debug, Default)]
+pub struct DecodedRows {
+    chunks: Vec<Vec<Decoded>>,
+}
+
+/// One column's cells of a chunk of rows, decoded: values, or category positions.
+#[derive(Debug)]
+enum Decoded {
+    Values(Vec<Option<f64>>),
+    Picks(Vec<usize>),
 }
 
 /// SplitMix64 of a seed and a stream number: independent seeds for columns and epochs.
@@ -399,7 +466,7 @@ impl DiscreteEncoder {
 
 /// Parse category keys back to the column's type (they were written from it).
 fn typed_from_keys(keys: &[Option<&str>], dtype: DType) -> Values {
-    let parse = |k: &Option<&str>| k.map(|s| s.to_string());
+    let parse = |k: &Option<&str>| k.map(Text::from);
     match dtype {
         DType::Int => Values::Int(
             keys.iter()
@@ -458,6 +525,27 @@ mod tests {
         assert_eq!(layout.width(), 104 + 6 + modes);
         for s in layout.softmaxes() {
             assert!(s.width >= 1);
+        }
+    }
+
+    #[test]
+    fn rows_decoded_in_batches_make_the_table_of_all_rows() {
+        let (table, _, t) = adult();
+        let width = t.layout().width();
+        let rows = 3_001;
+        let encoded = &t.transform(&table, 5)[..rows * width];
+        let mut decoded = DecodedRows::default();
+        // Uneven batches, none a multiple of the decoding chunk.
+        for batch in encoded.chunks(1_000 * width) {
+            t.decode_into(batch, &mut decoded);
+        }
+        let whole = t.inverse(encoded, rows);
+        assert_eq!(whole.n_rows(), rows);
+        assert_eq!(t.table(&decoded), whole);
+        // And they are the rows' own values, not those of other rows.
+        let first = t.inverse(&encoded[..width], 1);
+        for (c, f) in whole.columns.iter().zip(&first.columns) {
+            assert_eq!(c.values.pick(&[0]), f.values, "{}", c.name);
         }
     }
 
@@ -540,7 +628,7 @@ mod tests {
                     name: "c".into(),
                     values: Values::Str(
                         (0..200)
-                            .map(|i| (i % 5 != 0).then(|| format!("k{}", i % 3)))
+                            .map(|i| (i % 5 != 0).then(|| format!("k{}", i % 3).into()))
                             .collect(),
                     ),
                 },

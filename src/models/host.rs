@@ -160,6 +160,13 @@ impl HostNet {
     /// `z`: [rows, input]; `cond`: per row, the position of the 1 in its one-hot conditional
     /// vector (its weight rows follow the input's in every layer) -> [rows, outputs].
     pub fn forward(&self, z: &[f32], cond: Option<&[i32]>) -> Vec<f32> {
+        let mut out = vec![0.0f32; z.len() / self.input * self.outputs()];
+        self.forward_into(z, cond, &mut out);
+        out
+    }
+
+    /// [`HostNet::forward`] into `out` [rows, outputs].
+    pub fn forward_into(&self, z: &[f32], cond: Option<&[i32]>, out: &mut [f32]) {
         let rows = z.len() / self.input;
         assert_eq!(z.len(), rows * self.input, "z is [rows, input]");
         if let Some(c) = cond {
@@ -177,7 +184,7 @@ impl HostNet {
             );
         }
         let out_w = self.outputs();
-        let mut out = vec![0.0f32; rows * out_w];
+        assert_eq!(out.len(), rows * out_w, "out is [rows, outputs]");
         out.par_chunks_mut(ROWS_PER_BLOCK * out_w)
             .enumerate()
             .for_each(|(block, out)| {
@@ -186,7 +193,6 @@ impl HostNet {
                 let cond = cond.map(|c| &c[r0..r0 + n]);
                 self.forward_block(&z[r0 * self.input..(r0 + n) * self.input], cond, out);
             });
-        out
     }
 
     fn forward_block(&self, z: &[f32], cond: Option<&[i32]>, out: &mut [f32]) {

@@ -94,6 +94,26 @@ pub fn one_hot_draws(block: &mut [f32], width: usize, spans: &[(usize, usize)], 
     });
 }
 
+/// For each row of `block` (rows `width` wide) and each position `c` of `scalars`, replaces the
+/// value x with a draw from N(tanh x, sigma[c]): TVAE decoder's likelihood, as the reference
+/// samples it.
+pub fn tanh_gaussians(
+    block: &mut [f32],
+    width: usize,
+    scalars: &[usize],
+    sigma: &[f32],
+    rng: &mut StdRng,
+) {
+    seeded_chunks(block, ROWS_PER_CHUNK * width, rng, |chunk, r| {
+        for row in chunk.chunks_exact_mut(width) {
+            for &c in scalars {
+                let e: f32 = StandardNormal.sample(r);
+                row[c] = row[c].tanh() + sigma[c] * e;
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +143,46 @@ mod tests {
             let freq = *c as f64 / rows as f64;
             // About 5 standard errors at 40,000 draws.
             assert!((freq - p).abs() < 0.012, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn tanh_gaussians_draw_around_tanh_with_each_positions_sigma() {
+        // Rows of width 4: positions 1 and 3 are scalars (sigma 0.1 and 0.5), 0 and 2 are
+        // left alone.
+        let (width, rows) = (4, 40_000);
+        let row = [7.0f32, 0.5, -3.0, -1.0];
+        let mut block: Vec<f32> = row.iter().copied().cycle().take(rows * width).collect();
+        let sigma = [0.0, 0.1, 0.0, 0.5];
+        tanh_gaussians(
+            &mut block,
+            width,
+            &[1, 3],
+            &sigma,
+            &mut StdRng::seed_from_u64(5),
+        );
+        for r in block.chunks_exact(width) {
+            assert_eq!((r[0], r[2]), (7.0, -3.0), "other positions are untouched");
+        }
+        for c in [1, 3] {
+            let xs: Vec<f64> = block
+                .iter()
+                .skip(c)
+                .step_by(width)
+                .map(|&x| x.into())
+                .collect();
+            let mean = xs.iter().sum::<f64>() / rows as f64;
+            let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / rows as f64).sqrt();
+            let want = f64::from(row[c]).tanh();
+            // Standard errors: sigma / 200 for the mean, about sigma / 283 for the sd.
+            assert!(
+                (mean - want).abs() < 0.02 * f64::from(sigma[c]),
+                "{c}: mean {mean}"
+            );
+            assert!(
+                (sd / f64::from(sigma[c]) - 1.0).abs() < 0.02,
+                "{c}: sd {sd}"
+            );
         }
     }
 

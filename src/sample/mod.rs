@@ -17,12 +17,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, Normal};
 use tracing::info;
 
 use crate::config::{Config, CtganConfig, ModelConfig};
 use crate::data::layout::Layout;
 use crate::data::sampler::{CondSampler, Pick};
+use crate::data::transformer::DecodedRows;
 use crate::data::{DataTransformer, Table};
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
@@ -169,7 +169,23 @@ impl Sampler {
         rng: &mut StdRng,
         device: &Device,
     ) -> Vec<f32> {
+        let mut out = vec![0.0f32; b * layout.width()];
+        self.rows_into(layout, &mut out, fixed, rng, device);
+        out
+    }
+
+    /// [`Sampler::rows`] into `out`, as many rows as it holds.
+    pub fn rows_into(
+        &self,
+        layout: &Layout,
+        out: &mut [f32],
+        fixed: Option<Pick>,
+        rng: &mut StdRng,
+        device: &Device,
+    ) {
         let width = layout.width();
+        let b = out.len() / width;
+        assert_eq!(out.len(), b * width, "out holds whole rows");
         let scalars = layout.scalar_positions();
         let normal = noise::standard_normals;
         match self {
@@ -180,25 +196,18 @@ impl Sampler {
                 host,
             } => {
                 let z = normal(b * embedding_dim, rng);
-                // Softmax spans are decoded by argmax, which tanh would not change: tanh is
-                // applied on the host to the scalar positions only.
-                let mut block = match host {
-                    Some(net) => net.forward(&z, None),
+                match host {
+                    Some(net) => net.forward_into(&z, None, out),
                     None => {
                         let z =
                             Tensor::<2>::from_data(TensorData::new(z, [b, *embedding_dim]), device);
-                        values(model.decoder.forward(z))
-                    }
-                };
-                // The decoder's likelihood: each tanh value is N(tanh x^, sigma) (reference TVAE).
-                for r in 0..b {
-                    for &c in &scalars {
-                        let mean = block[r * width + c].tanh();
-                        let noise = Normal::new(mean, sigma[c]).expect("sigma is clamped positive");
-                        block[r * width + c] = noise.sample(rng);
+                        out.copy_from_slice(&values(model.decoder.forward(z)));
                     }
                 }
-                block
+                // The decoder's likelihood: each tanh value is N(tanh x^, sigma) (reference
+                // TVAE). Softmax spans are decoded by argmax, which tanh would not change: tanh
+                // is applied to the scalar positions only.
+                noise::tanh_gaussians(out, width, &scalars, sigma, rng);
             }
             Sampler::Ctgan {
                 model,
@@ -215,31 +224,30 @@ impl Sampler {
                     };
                     cond.indices(&picks)
                 });
-                let mut block = match host {
-                    Some(net) => net.forward(&z, cond.as_deref()),
+                match host {
+                    Some(net) => net.forward_into(&z, cond.as_deref(), out),
                     None => {
                         let z = Tensor::<2>::from_data(TensorData::new(z, [b, emb]), device);
                         let cond = cond
                             .map(|c| Tensor::<1, Int>::from_data(TensorData::new(c, [b]), device));
-                        values(model.generator.forward(z, cond.as_ref()))
+                        out.copy_from_slice(&values(model.generator.forward(z, cond.as_ref())));
                     }
-                };
-                // tanh on scalars, on the host at their positions only. Each softmax span
-                // becomes the one-hot vector of a category drawn from its softmax: that is the
-                // distribution of the argmax of the reference's Gumbel-softmax (Gumbel-max).
-                for row in block.chunks_exact_mut(width) {
+                }
+                // tanh on scalars, at their positions only. Each softmax span becomes the
+                // one-hot vector of a category drawn from its softmax: that is the distribution
+                // of the argmax of the reference's Gumbel-softmax (Gumbel-max).
+                for row in out.chunks_exact_mut(width) {
                     for &c in &scalars {
                         row[c] = row[c].tanh();
                     }
                 }
-                noise::one_hot_draws(&mut block, width, &layout.softmax_spans(), rng);
-                block
+                noise::one_hot_draws(out, width, &layout.softmax_spans(), rng);
             }
         }
     }
 }
 
-/// Draw `n` encoded rows satisfying every condition, in batches of `batch`.
+/// Draw `n` encoded rows satisfying every condition (at least one), in batches of `batch`.
 #[allow(clippy::too_many_arguments)]
 pub fn draw(
     sampler: &Sampler,
@@ -267,40 +275,26 @@ pub fn draw(
                 hint: "ask for fewer rows or fewer conditions, or train longer so that the model produces the combination".into(),
             });
         }
-        let b = if conditions.is_empty() {
-            (n - kept).min(batch)
-        } else {
-            batch
-        };
-        let block = sampler.rows(layout, b, fixed, rng, device);
+        let block = sampler.rows(layout, batch, fixed, rng, device);
         let before = kept;
-        if conditions.is_empty() {
-            // Every row is kept.
-            out.extend_from_slice(&block);
-            kept += b;
-            drawn += b;
-        } else {
-            for row in block.chunks_exact(width) {
-                if kept == n {
-                    break;
-                }
-                drawn += 1;
-                if conditions.iter().all(|c| c.holds(row)) {
-                    out.extend_from_slice(row);
-                    kept += 1;
-                }
+        for row in block.chunks_exact(width) {
+            if kept == n {
+                break;
+            }
+            drawn += 1;
+            if conditions.iter().all(|c| c.holds(row)) {
+                out.extend_from_slice(row);
+                kept += 1;
             }
         }
         on_rows(kept - before);
     }
-    if !conditions.is_empty() {
-        info!(
-            kept,
-            drawn,
-            acceptance = kept as f64 / drawn as f64,
-            "conditions applied"
-        );
-    }
+    info!(
+        kept,
+        drawn,
+        acceptance = kept as f64 / drawn as f64,
+        "conditions applied"
+    );
     Ok(out)
 }
 
@@ -381,17 +375,33 @@ fn generate_from(opts: &SampleOptions, path: &Path, manifest: &Manifest) -> Resu
     let pb = progress_bar(opts.rows as u64, "{pos}/{len} rows", opts.quiet);
     let mut rng = StdRng::seed_from_u64(seed);
     let width = layout.width();
-    let out = match balance {
-        None => draw(
-            &sampler,
-            &layout,
-            opts.rows,
-            batch,
-            &resolved,
-            &mut rng,
-            &selected.device,
-            |k| pb.inc(k as u64),
-        )?,
+    let table = match balance {
+        None if resolved.is_empty() => {
+            // Every row is kept: each batch is drawn into one buffer and decoded while it is
+            // in cache.
+            let mut block = vec![0.0f32; batch.min(opts.rows) * width];
+            let mut decoded = DecodedRows::default();
+            for start in (0..opts.rows).step_by(batch) {
+                let rows = &mut block[..batch.min(opts.rows - start) * width];
+                sampler.rows_into(&layout, rows, None, &mut rng, &selected.device);
+                transformer.decode_into(rows, &mut decoded);
+                pb.inc((rows.len() / width) as u64);
+            }
+            transformer.table(&decoded)
+        }
+        None => {
+            let out = draw(
+                &sampler,
+                &layout,
+                opts.rows,
+                batch,
+                &resolved,
+                &mut rng,
+                &selected.device,
+                |k| pb.inc(k as u64),
+            )?;
+            transformer.inverse(&out, opts.rows)
+        }
         Some(groups) => {
             // Equal counts per category; the first rows % k categories get one more.
             let k = groups.len();
@@ -417,15 +427,17 @@ fn generate_from(opts: &SampleOptions, path: &Path, manifest: &Manifest) -> Resu
             // Interleave the groups.
             let mut order: Vec<usize> = (0..opts.rows).collect();
             order.shuffle(&mut rng);
-            order
+            let out: Vec<f32> = order
                 .iter()
                 .flat_map(|&r| all[r * width..(r + 1) * width].iter().copied())
-                .collect()
+                .collect();
+            transformer.inverse(&out, opts.rows)
         }
     };
     pb.finish_and_clear();
+    // The time to a table, as the reference's `sample` (writing it out is not counted).
     info!(rows = opts.rows, seconds = t0.elapsed().as_secs_f64(), run = %path.display(), "sampled");
-    Ok(transformer.inverse(&out, opts.rows))
+    Ok(table)
 }
 
 #[cfg(test)]

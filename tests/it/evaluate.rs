@@ -171,7 +171,7 @@ fn uniform_noise_scores_low() {
                     .for_each(|x| *x = Some(rng.random_range(lo..hi)));
             }
             Values::Str(v) => {
-                let mut cats: Vec<String> = v.iter().flatten().cloned().collect();
+                let mut cats: Vec<_> = v.iter().flatten().cloned().collect();
                 cats.sort();
                 cats.dedup();
                 v.iter_mut()
