@@ -294,11 +294,15 @@ pub fn mix_seed(seed: u64, stream: u64) -> u64 {
 
 /// Index of the first largest value.
 pub fn argmax(xs: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in xs.iter().enumerate() {
-        if x > xs[best] {
-            best = i;
-        }
+    // The best value kept beside its index: selects instead of branches that mispredict.
+    let Some(&first) = xs.first() else {
+        return 0;
+    };
+    let (mut best, mut value) = (0, first);
+    for (i, &x) in xs.iter().enumerate().skip(1) {
+        let better = x > value;
+        best = if better { i } else { best };
+        value = if better { x } else { value };
     }
     best
 }
@@ -421,7 +425,14 @@ impl ContinuousEncoder {
         let x = (alpha * 4.0 * c.std + c.mean).clamp(self.min, self.max);
         Some(match self.decimals {
             Some(d) => {
-                let p = 10f64.powi(d as i32);
+                // Exact powers of ten (decimals are at most 12, `decimals_of`).
+                const POW10: [f64; 13] = [
+                    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+                ];
+                let p = POW10
+                    .get(d as usize)
+                    .copied()
+                    .unwrap_or(10f64.powi(d as i32));
                 (x * p).round() / p
             }
             None => x,
@@ -526,6 +537,15 @@ mod tests {
         for s in layout.softmaxes() {
             assert!(s.width >= 1);
         }
+    }
+
+    #[test]
+    fn argmax_is_the_first_largest() {
+        assert_eq!(argmax(&[0.1, 0.7, 0.2, 0.7]), 1);
+        assert_eq!(argmax(&[3.0, -1.0]), 0);
+        assert_eq!(argmax(&[-2.0, f32::NAN, -1.0]), 2);
+        assert_eq!(argmax(&[5.0]), 0);
+        assert_eq!(argmax(&[]), 0);
     }
 
     #[test]
