@@ -220,6 +220,36 @@ fn the_same_seed_gives_the_same_rows_and_another_seed_does_not() {
 }
 
 #[test]
+fn batches_with_a_partial_last_one_give_every_row_once() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.csv");
+    let o = run(
+        "sample",
+        &f.models,
+        &[
+            "--checkpoint",
+            "smoke",
+            "-n",
+            "250",
+            "--batch-size",
+            "100",
+            "-o",
+            out.to_str().unwrap(),
+            "--seed",
+            "2",
+            "-q",
+        ],
+    );
+    ok(&o);
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 250);
+    // The last, partial batch is its own rows, not what the buffer held from the one before.
+    assert_ne!(rows[200..250], rows[100..150]);
+}
+
+#[test]
 fn parquet_and_stdout_outputs_hold_the_same_table() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
