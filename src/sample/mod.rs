@@ -447,6 +447,40 @@ mod tests {
     use crate::data::layout::Activation;
 
     #[test]
+    fn load_gives_both_models_their_host_pass_on_the_cpu() {
+        let path = crate::data::io::bundled("credit-g.csv");
+        let table = Table::read(&path, None).unwrap();
+        let d = Device::flex();
+        for kind in ["tvae", "ctgan"] {
+            let text = format!("[data]\npath = {path:?}\n[model]\nkind = \"{kind}\"\n");
+            let config = Config::parse(&text, Path::new("c.toml")).unwrap();
+            let schema =
+                crate::data::schema::Schema::infer(&table, &config.data, Path::new("c.toml"))
+                    .unwrap();
+            let transformer = DataTransformer::fit(&table, &schema, &config.transformer).unwrap();
+            let width = transformer.layout().width();
+            let weights = match &config.model {
+                ModelConfig::Tvae(m) => crate::models::tvae::init(m, width, &d)
+                    .into_record()
+                    .into_bytes(),
+                ModelConfig::Ctgan(m) => {
+                    let cond_dim = CondSampler::new(&transformer).cond_dim();
+                    crate::models::ctgan::init(m, width, cond_dim, &d).to_bytes()
+                }
+                ModelConfig::Ddpm(_) => unreachable!("a table model"),
+            }
+            .unwrap()
+            .to_vec();
+            let sampler =
+                Sampler::load(&config, &transformer, weights, &d, Path::new("r")).unwrap();
+            let host = match &sampler {
+                Sampler::Tvae { host, .. } | Sampler::Ctgan { host, .. } => host.is_some(),
+            };
+            assert!(host, "{kind} samples through the host pass on flex");
+        }
+    }
+
+    #[test]
     fn tvae_rows_on_the_host_equal_rows_through_burn() {
         let d = Device::flex();
         // One tanh column with two modes, one discrete column of three categories.
