@@ -131,46 +131,46 @@ pub fn responsibilities_with(
     x: f64,
     out: &mut [f64],
 ) {
+    shifted_log_terms(terms, components, x, out);
+    for o in out.iter_mut() {
+        *o = o.exp();
+    }
+    normalize(out);
+}
+
+/// Responsibilities of many values against fixed components (constants computed once): each
+/// row's shifted log-terms, then e^ of them all in one pass (vectorized where the CPU
+/// allows), then each row normalized.
+pub fn responsibilities_many(components: &[Component], xs: &[f64], out: &mut [f64]) {
+    let k = components.len();
+    let terms: Vec<(f64, f64)> = components.iter().map(Component::log_terms).collect();
+    for (&x, row) in xs.iter().zip(out.chunks_exact_mut(k)) {
+        shifted_log_terms(&terms, components, x, row);
+    }
+    exp_nonpositive_in_place(&mut out[..xs.len() * k]);
+    for row in out.chunks_exact_mut(k) {
+        normalize(row);
+    }
+}
+
+/// Each component's log-term at `x` less the largest of them, into `out` (all <= 0).
+fn shifted_log_terms(terms: &[(f64, f64)], components: &[Component], x: f64, out: &mut [f64]) {
     let mut max = f64::NEG_INFINITY;
     for ((o, &(offset, precision)), c) in out.iter_mut().zip(terms).zip(components) {
         let d = x - c.mean;
         *o = offset - 0.5 * precision * d * d;
         max = max.max(*o);
     }
-    let mut sum = 0.0;
     for o in out.iter_mut() {
-        *o = (*o - max).exp();
-        sum += *o;
-    }
-    let inv = 1.0 / sum;
-    for o in out.iter_mut() {
-        *o *= inv;
+        *o -= max;
     }
 }
 
-/// Responsibilities of many values against fixed components (constants computed once): each
-/// row's log-terms less the row's largest, then e^ of them all in one pass (vectorized where
-/// the CPU allows), then each row normalized.
-pub fn responsibilities_many(components: &[Component], xs: &[f64], out: &mut [f64]) {
-    let k = components.len();
-    let terms: Vec<(f64, f64)> = components.iter().map(Component::log_terms).collect();
-    for (&x, row) in xs.iter().zip(out.chunks_exact_mut(k)) {
-        let mut max = f64::NEG_INFINITY;
-        for ((o, &(offset, precision)), c) in row.iter_mut().zip(&terms).zip(components) {
-            let d = x - c.mean;
-            *o = offset - 0.5 * precision * d * d;
-            max = max.max(*o);
-        }
-        for o in row.iter_mut() {
-            *o -= max;
-        }
-    }
-    exp_nonpositive_in_place(&mut out[..xs.len() * k]);
-    for row in out.chunks_exact_mut(k) {
-        let inv = 1.0 / row.iter().sum::<f64>();
-        for o in row {
-            *o *= inv;
-        }
+/// Scale `row` to sum to 1.
+fn normalize(row: &mut [f64]) {
+    let inv = 1.0 / row.iter().sum::<f64>();
+    for o in row {
+        *o *= inv;
     }
 }
 

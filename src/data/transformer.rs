@@ -432,7 +432,7 @@ impl ContinuousEncoder {
                 let p = POW10
                     .get(d as usize)
                     .copied()
-                    .unwrap_or(10f64.powi(d as i32));
+                    .unwrap_or_else(|| 10f64.powi(d as i32));
                 (x * p).round() / p
             }
             None => x,

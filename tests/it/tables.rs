@@ -44,22 +44,25 @@ fn adult() -> Table {
 }
 
 fn sample(models: &Path, run_id: &str, n: usize, out: &Path, seed: &str) {
-    let o = run(
-        "sample",
-        models,
-        &[
-            "--checkpoint",
-            run_id,
-            "-n",
-            &n.to_string(),
-            "-o",
-            out.to_str().unwrap(),
-            "--seed",
-            seed,
-            "-q",
-        ],
-    );
-    ok(&o);
+    sample_with(models, run_id, n, out, seed, &[]);
+}
+
+/// [`sample`] with more flags.
+fn sample_with(models: &Path, run_id: &str, n: usize, out: &Path, seed: &str, more: &[&str]) {
+    let n = n.to_string();
+    let mut args = vec![
+        "--checkpoint",
+        run_id,
+        "-n",
+        &n,
+        "-o",
+        out.to_str().unwrap(),
+        "--seed",
+        seed,
+        "-q",
+    ];
+    args.extend_from_slice(more);
+    ok(&run("sample", models, &args));
 }
 
 #[test]
@@ -224,24 +227,7 @@ fn batches_with_a_partial_last_one_give_every_row_once() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s.csv");
-    let o = run(
-        "sample",
-        &f.models,
-        &[
-            "--checkpoint",
-            "smoke",
-            "-n",
-            "250",
-            "--batch-size",
-            "100",
-            "-o",
-            out.to_str().unwrap(),
-            "--seed",
-            "2",
-            "-q",
-        ],
-    );
-    ok(&o);
+    sample_with(&f.models, "smoke", 250, &out, "2", &["--batch-size", "100"]);
     let text = std::fs::read_to_string(&out).unwrap();
     let rows: Vec<&str> = text.lines().skip(1).collect();
     assert_eq!(rows.len(), 250);
