@@ -183,44 +183,45 @@ impl DataTransformer {
     }
 
     /// Decode row-major model output (whole rows) and append it to `rows`; [`Self::table`]
-    /// makes the table. A batch decoded as soon as it is drawn is still in cache.
+    /// makes the table.
     pub fn decode_into(&self, data: &[f32], rows: &mut DecodedRows) {
         let width = self.layout().width();
         assert_eq!(data.len() % width, 0, "data holds whole rows");
-        let offsets: Vec<usize> = self
+        let parts = data
+            .par_chunks(DECODE_CHUNK_ROWS * width)
+            .map(|chunk| self.decode_part(chunk));
+        rows.parts.par_extend(parts);
+    }
+
+    /// Decode a few whole rows of model output, for [`DecodedRows`]. A block of rows decoded
+    /// as soon as it is drawn is still in cache.
+    pub fn decode_part(&self, data: &[f32]) -> DecodedPart {
+        let width = self.layout().width();
+        assert_eq!(data.len() % width, 0, "data holds whole rows");
+        let n = data.len() / width;
+        let mut part: Vec<Decoded> = self
             .columns
             .iter()
-            .scan(0, |acc, c| {
-                let start = *acc;
-                *acc += c.width();
-                Some(start)
+            .map(|c| match c.encoder {
+                Encoder::Continuous(_) => Decoded::Values(Vec::with_capacity(n)),
+                Encoder::Discrete(_) => Decoded::Picks(Vec::with_capacity(n)),
             })
             .collect();
         // Row by row, every column: the rows are read in order, as the hardware prefetches
         // them (column by column, each cell would cost a read from memory).
-        let chunks = data.par_chunks(DECODE_CHUNK_ROWS * width).map(|chunk| {
-            let n = chunk.len() / width;
-            let mut part: Vec<Decoded> = self
-                .columns
-                .iter()
-                .map(|c| match c.encoder {
-                    Encoder::Continuous(_) => Decoded::Values(Vec::with_capacity(n)),
-                    Encoder::Discrete(_) => Decoded::Picks(Vec::with_capacity(n)),
-                })
-                .collect();
-            for row in chunk.chunks_exact(width) {
-                for ((c, &offset), out) in self.columns.iter().zip(&offsets).zip(&mut part) {
-                    let cell = &row[offset..offset + c.width()];
-                    match (&c.encoder, out) {
-                        (Encoder::Continuous(e), Decoded::Values(v)) => v.push(e.decode(cell)),
-                        (Encoder::Discrete(_), Decoded::Picks(v)) => v.push(argmax(cell)),
-                        _ => unreachable!("a chunk's parts follow the columns' encoders"),
-                    }
+        for row in data.chunks_exact(width) {
+            let mut offset = 0;
+            for (c, out) in self.columns.iter().zip(&mut part) {
+                let cell = &row[offset..offset + c.width()];
+                offset += c.width();
+                match (&c.encoder, out) {
+                    (Encoder::Continuous(e), Decoded::Values(v)) => v.push(e.decode(cell)),
+                    (Encoder::Discrete(_), Decoded::Picks(v)) => v.push(argmax(cell)),
+                    _ => unreachable!("a part's columns follow the columns' encoders"),
                 }
             }
-            part
-        });
-        rows.chunks.par_extend(chunks);
+        }
+        DecodedPart(part)
     }
 
     /// The table of the rows decoded so far.
@@ -232,7 +233,7 @@ impl DataTransformer {
             .map(|(j, c)| {
                 let values = match &c.encoder {
                     Encoder::Continuous(_) => {
-                        let xs = rows.chunks.iter().flat_map(|p| match &p[j] {
+                        let xs = rows.parts.iter().flat_map(|p| match &p.0[j] {
                             Decoded::Values(v) => v.iter().copied(),
                             Decoded::Picks(_) => unreachable!("a continuous column's values"),
                         });
@@ -245,9 +246,9 @@ impl DataTransformer {
                     }
                     Encoder::Discrete(e) => {
                         let picks: Vec<usize> = rows
-                            .chunks
+                            .parts
                             .iter()
-                            .flat_map(|p| match &p[j] {
+                            .flat_map(|p| match &p.0[j] {
                                 Decoded::Picks(v) => v.iter().copied(),
                                 Decoded::Values(_) => unreachable!("a discrete column's picks"),
                             })
@@ -271,11 +272,22 @@ impl DataTransformer {
 /// Rows per chunk of [`DataTransformer::decode_into`].
 const DECODE_CHUNK_ROWS: usize = 256;
 
-/// Rows decoded by [`DataTransformer::decode_into`], in chunks of rows, column by column.
+/// Rows decoded by [`DataTransformer::decode_into`] or [`DataTransformer::decode_part`], in
+/// parts of a few rows, column by column.
 #[derive(Debug, Default)]
 pub struct DecodedRows {
-    chunks: Vec<Vec<Decoded>>,
+    parts: Vec<DecodedPart>,
 }
+
+impl Extend<DecodedPart> for DecodedRows {
+    fn extend<I: IntoIterator<Item = DecodedPart>>(&mut self, parts: I) {
+        self.parts.extend(parts);
+    }
+}
+
+/// A few rows decoded, one entry per column.
+#[derive(Debug)]
+pub struct DecodedPart(Vec<Decoded>);
 
 /// One column's cells of a chunk of rows, decoded: values, or category positions.
 #[derive(Debug)]

@@ -171,6 +171,35 @@ impl HostNet {
         assert_eq!(z.len(), rows * self.input, "z is [rows, input]");
         if let Some(c) = cond {
             assert_eq!(c.len(), rows, "one conditional position per row");
+        }
+        let out_w = self.outputs();
+        assert_eq!(out.len(), rows * out_w, "out is [rows, outputs]");
+        out.par_chunks_mut(ROWS_PER_BLOCK * out_w)
+            .enumerate()
+            .for_each(|(block, out)| {
+                let r0 = block * ROWS_PER_BLOCK;
+                let n = out.len() / out_w;
+                let cond = cond.map(|c| &c[r0..r0 + n]);
+                let mut rows = z[r0 * self.input..(r0 + n) * self.input].chunks_exact(self.input);
+                self.forward_block(out, cond, |row| {
+                    row.copy_from_slice(rows.next().expect("a row of z per output row"));
+                });
+            });
+    }
+
+    /// The network over one block of rows on this thread: `out` [rows, outputs]; `cond` as in
+    /// [`HostNet::forward`]; `input` writes each row's input (`input` values), in order, in
+    /// place in the activations' buffer.
+    pub fn forward_block(
+        &self,
+        out: &mut [f32],
+        cond: Option<&[i32]>,
+        mut input: impl FnMut(&mut [f32]),
+    ) {
+        let n = out.len() / self.outputs();
+        assert_eq!(out.len(), n * self.outputs(), "out holds whole rows");
+        if let Some(c) = cond {
+            assert_eq!(c.len(), n, "one conditional position per row");
             let positions = self
                 .layers
                 .iter()
@@ -183,24 +212,10 @@ impl HostNet {
                 "conditional positions lie in 0..{positions}"
             );
         }
-        let out_w = self.outputs();
-        assert_eq!(out.len(), rows * out_w, "out is [rows, outputs]");
-        out.par_chunks_mut(ROWS_PER_BLOCK * out_w)
-            .enumerate()
-            .for_each(|(block, out)| {
-                let r0 = block * ROWS_PER_BLOCK;
-                let n = out.len() / out_w;
-                let cond = cond.map(|c| &c[r0..r0 + n]);
-                self.forward_block(&z[r0 * self.input..(r0 + n) * self.input], cond, out);
-            });
-    }
-
-    fn forward_block(&self, z: &[f32], cond: Option<&[i32]>, out: &mut [f32]) {
-        let n = z.len() / self.input;
         let w = self.width;
         let mut buf = vec![0.0f32; n * w];
-        for (row, zr) in buf.chunks_exact_mut(w).zip(z.chunks_exact(self.input)) {
-            row[w - self.input..].copy_from_slice(zr);
+        for row in buf.chunks_exact_mut(w) {
+            input(&mut row[w - self.input..]);
         }
         for (layer, cols) in self.layers.iter().zip(&self.columns) {
             let o = layer.outputs;

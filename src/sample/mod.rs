@@ -14,9 +14,10 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::rngs::StdRng;
+use rand::rngs::{SmallRng, StdRng};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
+use rayon::prelude::*;
 use tracing::info;
 
 use crate::config::{Config, CtganConfig, ModelConfig};
@@ -35,6 +36,11 @@ use crate::run::{self, Manifest};
 use crate::train::{load_transformer, progress_bar};
 
 pub use condition::{Condition, Resolved};
+
+/// Rows per block of a batch: a block draws its noise from generators of its own and, on the
+/// host, runs from its latent rows to decoded values on one thread. (Changing it changes what
+/// a seed draws.)
+pub const BLOCK_ROWS: usize = 256;
 
 /// Rows generated per batch unless `--batch-size` says otherwise. Sampling runs in eval mode,
 /// so the batch size changes speed and memory, never the distribution.
@@ -183,65 +189,112 @@ impl Sampler {
         rng: &mut StdRng,
         device: &Device,
     ) {
+        self.blocks_into(layout, out, fixed, rng, device, |_| ());
+    }
+
+    /// [`Sampler::rows_into`], then `finish` on each block of [`BLOCK_ROWS`] rows (the last
+    /// may be shorter) while it is in cache, in parallel; its results in the blocks' order.
+    pub fn blocks_into<T: Send>(
+        &self,
+        layout: &Layout,
+        out: &mut [f32],
+        fixed: Option<Pick>,
+        rng: &mut StdRng,
+        device: &Device,
+        finish: impl Fn(&[f32]) -> T + Sync,
+    ) -> Vec<T> {
         let width = layout.width();
         let b = out.len() / width;
         assert_eq!(out.len(), b * width, "out holds whole rows");
-        let scalars = layout.scalar_positions();
-        let normal = noise::standard_normals;
-        match self {
+        let (emb, host) = match self {
             Sampler::Tvae {
-                model,
                 embedding_dim,
-                sigma,
                 host,
-            } => {
-                let z = normal(b * embedding_dim, rng);
-                match host {
-                    Some(net) => net.forward_into(&z, None, out),
-                    None => {
-                        let z =
-                            Tensor::<2>::from_data(TensorData::new(z, [b, *embedding_dim]), device);
-                        out.copy_from_slice(&values(model.decoder.forward(z)));
-                    }
-                }
-                // The decoder's likelihood: each tanh value is N(tanh x^, sigma) (reference
-                // TVAE). Softmax spans are decoded by argmax, which tanh would not change: tanh
-                // is applied to the scalar positions only.
-                noise::tanh_gaussians(out, width, &scalars, sigma, rng);
+                ..
+            } => (*embedding_dim, host),
+            Sampler::Ctgan { config, host, .. } => (config.embedding_dim, host),
+        };
+        let blocks = b.div_ceil(BLOCK_ROWS);
+        // Each block draws its latent rows, then its output noise, from generators of its
+        // own: the rows depend on the seed only, not on threads or on where the network runs.
+        let z_seeds = noise::seeds(blocks, rng);
+        let cond = match self {
+            Sampler::Ctgan { cond, .. } if cond.cond_dim() > 0 => {
+                let picks: Vec<Pick> = match fixed {
+                    Some(p) => vec![p; b],
+                    None => cond.sample_original(b, rng),
+                };
+                Some(cond.indices(&picks))
             }
-            Sampler::Ctgan {
-                model,
-                config,
-                cond,
-                host,
-            } => {
-                let emb = config.embedding_dim;
-                let z = normal(b * emb, rng);
-                let cond = (cond.cond_dim() > 0).then(|| {
-                    let picks: Vec<Pick> = match fixed {
-                        Some(p) => vec![p; b],
-                        None => cond.sample_original(b, rng),
-                    };
-                    cond.indices(&picks)
-                });
-                match host {
-                    Some(net) => net.forward_into(&z, cond.as_deref(), out),
-                    None => {
-                        let z = Tensor::<2>::from_data(TensorData::new(z, [b, emb]), device);
-                        let cond = cond
-                            .map(|c| Tensor::<1, Int>::from_data(TensorData::new(c, [b]), device));
-                        out.copy_from_slice(&values(model.generator.forward(z, cond.as_ref())));
-                    }
+            _ => None,
+        };
+        let out_seeds = noise::seeds(blocks, rng);
+        let scalars = layout.scalar_positions();
+        let spans = layout.softmax_spans();
+        // The output's activations and noise, on one block.
+        let activate = |block: &mut [f32], seed: u64| {
+            match self {
+                // The decoder's likelihood: each tanh value is N(tanh x^, sigma) (reference
+                // TVAE). Softmax spans are decoded by argmax, which tanh would not change:
+                // tanh is applied to the scalar positions only.
+                Sampler::Tvae { sigma, .. } => {
+                    let normals = &mut noise::Normals::new(seed);
+                    noise::tanh_gaussians(block, width, &scalars, sigma, normals);
                 }
                 // tanh on scalars, at their positions only. Each softmax span becomes the
-                // one-hot vector of a category drawn from its softmax: that is the distribution
-                // of the argmax of the reference's Gumbel-softmax (Gumbel-max).
-                for row in out.chunks_exact_mut(width) {
-                    for &c in &scalars {
-                        row[c] = row[c].tanh();
+                // one-hot vector of a category drawn from its softmax: that is the
+                // distribution of the argmax of the reference's Gumbel-softmax (Gumbel-max).
+                Sampler::Ctgan { .. } => {
+                    for row in block.chunks_exact_mut(width) {
+                        for &c in &scalars {
+                            row[c] = row[c].tanh();
+                        }
                     }
+                    noise::one_hot_draws(block, width, &spans, &mut SmallRng::seed_from_u64(seed));
                 }
-                noise::one_hot_draws(out, width, &layout.softmax_spans(), rng);
+            }
+        };
+        match host {
+            // Each block from its latent rows to `finish` on one thread, in cache.
+            Some(net) => out
+                .par_chunks_mut(BLOCK_ROWS * width)
+                .enumerate()
+                .map(|(i, block)| {
+                    let r0 = i * BLOCK_ROWS;
+                    let n = block.len() / width;
+                    let normals = &mut noise::Normals::new(z_seeds[i]);
+                    let cond = cond.as_deref().map(|c| &c[r0..r0 + n]);
+                    net.forward_block(block, cond, |z| normals.fill(z));
+                    activate(block, out_seeds[i]);
+                    finish(block)
+                })
+                .collect(),
+            None => {
+                let mut z = vec![0.0f32; b * emb];
+                // Row by row, as on the host: a row's length decides which draws it takes.
+                z.par_chunks_mut(BLOCK_ROWS * emb)
+                    .zip(&z_seeds)
+                    .for_each(|(z, &seed)| {
+                        let normals = &mut noise::Normals::new(seed);
+                        z.chunks_exact_mut(emb).for_each(|row| normals.fill(row));
+                    });
+                let z = Tensor::<2>::from_data(TensorData::new(z, [b, emb]), device);
+                let y = match self {
+                    Sampler::Tvae { model, .. } => model.decoder.forward(z),
+                    Sampler::Ctgan { model, .. } => {
+                        let cond = cond
+                            .map(|c| Tensor::<1, Int>::from_data(TensorData::new(c, [b]), device));
+                        model.generator.forward(z, cond.as_ref())
+                    }
+                };
+                out.copy_from_slice(&values(y));
+                out.par_chunks_mut(BLOCK_ROWS * width)
+                    .zip(&out_seeds)
+                    .map(|(block, &seed)| {
+                        activate(block, seed);
+                        finish(block)
+                    })
+                    .collect()
             }
         }
     }
@@ -383,8 +436,14 @@ fn generate_from(opts: &SampleOptions, path: &Path, manifest: &Manifest) -> Resu
             let mut decoded = DecodedRows::default();
             for start in (0..opts.rows).step_by(batch) {
                 let rows = &mut block[..batch.min(opts.rows - start) * width];
-                sampler.rows_into(&layout, rows, None, &mut rng, &selected.device);
-                transformer.decode_into(rows, &mut decoded);
+                decoded.extend(sampler.blocks_into(
+                    &layout,
+                    rows,
+                    None,
+                    &mut rng,
+                    &selected.device,
+                    |block| transformer.decode_part(block),
+                ));
                 pb.inc((rows.len() / width) as u64);
             }
             transformer.table(&decoded)
