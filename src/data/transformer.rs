@@ -574,6 +574,10 @@ mod tests {
         let whole = t.inverse(encoded, rows);
         assert_eq!(whole.n_rows(), rows);
         assert_eq!(t.table(&decoded), whole);
+        // Parts of any size, as sampling decodes its blocks.
+        let mut parts = DecodedRows::default();
+        parts.extend(encoded.chunks(333 * width).map(|p| t.decode_part(p)));
+        assert_eq!(t.table(&parts), whole);
         // And they are the rows' own values, not those of other rows.
         let first = t.inverse(&encoded[..width], 1);
         for (c, f) in whole.columns.iter().zip(&first.columns) {
