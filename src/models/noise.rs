@@ -55,9 +55,9 @@ const LANES: usize = 8;
 
 /// Standard normal draws, eight at a time: eight xoshiro128++ generators side by side, one per
 /// lane, and each 32-bit draw turned into a normal by the normal quantile function
-/// ([`probit_of_bits`]). No branches and no calls, so that the loop vectorizes; every draw
-/// costs the same. A draw's top 24 bits make the uniform, so values lie within about
-/// +-5.42 (the mass beyond is 6e-8).
+/// ([`probit_of_bits`]). No calls, and one branch, rarely taken, for the tail: the loop
+/// vectorizes. A draw's top 24 bits make the uniform, so values lie within about +-5.42 (the
+/// mass beyond is 6e-8).
 #[derive(Debug, Clone)]
 pub struct Normals {
     /// xoshiro128++ state words s0..s3, each across the lanes.
