@@ -176,24 +176,13 @@ impl Sampler {
         device: &Device,
     ) -> Vec<f32> {
         let mut out = vec![0.0f32; b * layout.width()];
-        self.rows_into(layout, &mut out, fixed, rng, device);
+        self.blocks_into(layout, &mut out, fixed, rng, device, |_| ());
         out
     }
 
-    /// [`Sampler::rows`] into `out`, as many rows as it holds.
-    pub fn rows_into(
-        &self,
-        layout: &Layout,
-        out: &mut [f32],
-        fixed: Option<Pick>,
-        rng: &mut StdRng,
-        device: &Device,
-    ) {
-        self.blocks_into(layout, out, fixed, rng, device, |_| ());
-    }
-
-    /// [`Sampler::rows_into`], then `finish` on each block of [`BLOCK_ROWS`] rows (the last
-    /// may be shorter) while it is in cache, in parallel; its results in the blocks' order.
+    /// Encoded rows as [`Sampler::rows`] draws them, into `out` (as many as it holds), and
+    /// `finish` on each block of [`BLOCK_ROWS`] rows of them (the last may be shorter) while it
+    /// is in cache, in parallel; its results in the blocks' order.
     pub fn blocks_into<T: Send>(
         &self,
         layout: &Layout,
@@ -551,8 +540,7 @@ mod tests {
             let (sampler, transformer) = fresh_sampler(kind);
             let layout = transformer.layout();
             let width = layout.width();
-            let mut drawn = vec![0.0f32; rows * width];
-            sampler.rows_into(&layout, &mut drawn, None, &mut StdRng::seed_from_u64(9), &d);
+            let drawn = sampler.rows(&layout, rows, None, &mut StdRng::seed_from_u64(9), &d);
             let mut again = vec![0.0f32; rows * width];
             let mut decoded = DecodedRows::default();
             decoded.extend(sampler.blocks_into(
