@@ -160,20 +160,13 @@ impl HostNet {
     /// `z`: [rows, input]; `cond`: per row, the position of the 1 in its one-hot conditional
     /// vector (its weight rows follow the input's in every layer) -> [rows, outputs].
     pub fn forward(&self, z: &[f32], cond: Option<&[i32]>) -> Vec<f32> {
-        let mut out = vec![0.0f32; z.len() / self.input * self.outputs()];
-        self.forward_into(z, cond, &mut out);
-        out
-    }
-
-    /// [`HostNet::forward`] into `out` [rows, outputs].
-    pub fn forward_into(&self, z: &[f32], cond: Option<&[i32]>, out: &mut [f32]) {
         let rows = z.len() / self.input;
         assert_eq!(z.len(), rows * self.input, "z is [rows, input]");
         if let Some(c) = cond {
             assert_eq!(c.len(), rows, "one conditional position per row");
         }
         let out_w = self.outputs();
-        assert_eq!(out.len(), rows * out_w, "out is [rows, outputs]");
+        let mut out = vec![0.0f32; rows * out_w];
         out.par_chunks_mut(ROWS_PER_BLOCK * out_w)
             .enumerate()
             .for_each(|(block, out)| {
@@ -185,6 +178,7 @@ impl HostNet {
                     row.copy_from_slice(rows.next().expect("a row of z per output row"));
                 });
             });
+        out
     }
 
     /// The network over one block of rows on this thread: `out` [rows, outputs]; `cond` as in

@@ -15,39 +15,42 @@ use rayon::prelude::*;
 /// changes what a seed draws.)
 const CHUNK: usize = 1 << 15;
 
-/// Fills `out` in parallel chunks of `chunk` values, each by `fill` with its own generator,
-/// seeded from `rng` (one seed per chunk, drawn in order).
-fn seeded_chunks(
+/// Fills `out` in parallel chunks of `chunk` values, chunk i by `fill(chunk, seeds[i])`: each
+/// chunk draws from a generator of its own, seeded by its seed.
+pub fn seeded_chunks(
     out: &mut [f32],
     chunk: usize,
-    rng: &mut StdRng,
-    fill: impl Fn(&mut [f32], &mut SmallRng) + Sync,
+    seeds: &[u64],
+    fill: impl Fn(&mut [f32], u64) + Sync,
 ) {
-    let seeds = seeds(out.len().div_ceil(chunk), rng);
+    assert_eq!(seeds.len(), out.len().div_ceil(chunk), "one seed per chunk");
     out.par_chunks_mut(chunk)
         .zip(seeds)
-        .for_each(|(c, seed)| fill(c, &mut SmallRng::seed_from_u64(seed)));
+        .for_each(|(c, &seed)| fill(c, seed));
 }
 
-/// `n` values, each drawn by `draw`.
-fn chunked(n: usize, rng: &mut StdRng, draw: impl Fn(&mut SmallRng) -> f32 + Sync) -> Vec<f32> {
+/// `n` values in chunks of [`CHUNK`], each chunk filled by `fill` from its own seed (drawn
+/// from `rng` in order).
+fn chunked(n: usize, rng: &mut StdRng, fill: impl Fn(&mut [f32], u64) + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; n];
-    seeded_chunks(&mut out, CHUNK, rng, |chunk, r| {
+    let seeds = seeds(n.div_ceil(CHUNK), rng);
+    seeded_chunks(&mut out, CHUNK, &seeds, fill);
+    out
+}
+
+/// `n` values, each drawn by `draw` from its chunk's `SmallRng`.
+fn drawn(n: usize, rng: &mut StdRng, draw: impl Fn(&mut SmallRng) -> f32 + Sync) -> Vec<f32> {
+    chunked(n, rng, |chunk, seed| {
+        let r = &mut SmallRng::seed_from_u64(seed);
         for v in chunk {
             *v = draw(r);
         }
-    });
-    out
+    })
 }
 
 /// `n` standard normal values ([`Normals`], one generator per chunk).
 pub fn standard_normals(n: usize, rng: &mut StdRng) -> Vec<f32> {
-    let mut out = vec![0.0f32; n];
-    let seeds = seeds(n.div_ceil(CHUNK), rng);
-    out.par_chunks_mut(CHUNK)
-        .zip(seeds)
-        .for_each(|(chunk, seed)| Normals::new(seed).fill(chunk));
-    out
+    chunked(n, rng, |chunk, seed| Normals::new(seed).fill(chunk))
 }
 
 /// Lanes of [`Normals`]: eight 32-bit generators fill one AVX2 register.
@@ -272,7 +275,7 @@ fn ln_positive(a: f32) -> f32 {
 /// `n` Gumbel(0, 1) values, -ln E with E standard exponential (drawn by ziggurat): one
 /// logarithm per value instead of the two of -ln(-ln u).
 pub fn gumbels(n: usize, rng: &mut StdRng) -> Vec<f32> {
-    chunked(n, rng, |r| {
+    drawn(n, rng, |r| {
         let e: f32 = Exp1.sample(r);
         -e.max(f32::MIN_POSITIVE).ln()
     })
@@ -281,7 +284,7 @@ pub fn gumbels(n: usize, rng: &mut StdRng) -> Vec<f32> {
 /// `n` inverted-dropout mask values: 0 with probability `p`, else 1 / (1 - p).
 pub fn dropout_mask(n: usize, p: f64, rng: &mut StdRng) -> Vec<f32> {
     let keep = (1.0 / (1.0 - p)) as f32;
-    chunked(n, rng, |r| if r.random::<f64>() < p { 0.0 } else { keep })
+    drawn(n, rng, |r| if r.random::<f64>() < p { 0.0 } else { keep })
 }
 
 /// `n` seeds for per-block generators, drawn in order from `rng`.

@@ -261,12 +261,10 @@ impl Sampler {
             None => {
                 let mut z = vec![0.0f32; b * emb];
                 // Row by row, as on the host: a row's length decides which draws it takes.
-                z.par_chunks_mut(BLOCK_ROWS * emb)
-                    .zip(&z_seeds)
-                    .for_each(|(z, &seed)| {
-                        let normals = &mut noise::Normals::new(seed);
-                        z.chunks_exact_mut(emb).for_each(|row| normals.fill(row));
-                    });
+                noise::seeded_chunks(&mut z, BLOCK_ROWS * emb, &z_seeds, |z, seed| {
+                    let normals = &mut noise::Normals::new(seed);
+                    z.chunks_exact_mut(emb).for_each(|row| normals.fill(row));
+                });
                 let z = Tensor::<2>::from_data(TensorData::new(z, [b, emb]), device);
                 let y = match self {
                     Sampler::Tvae { model, .. } => model.decoder.forward(z),

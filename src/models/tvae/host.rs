@@ -4,9 +4,9 @@
 //! Through Burn every op of a step is its own pass over memory with its own graph node, and
 //! flex splits each product of a few hundred rows inside `gemm`, which does not pay on a few
 //! cores. Here each product runs as row blocks in parallel ([`crate::models::host::matmul`]),
-//! the loss and its gradient are one pass over each row, and the parameters and Adam live in host memory
-//! ([`HostParams`]); weights and optimizer state are read from and written to the same
-//! records Burn's path uses.
+//! the loss and its gradient are one pass over each row, and the parameters and Adam live in
+//! host memory ([`HostParams`]); weights and optimizer state are read from and written to the
+//! same records Burn's path uses.
 
 use rayon::prelude::*;
 
